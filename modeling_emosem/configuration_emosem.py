@@ -1,6 +1,241 @@
-"""EmoSEM configuration (filled in by the core-model work)."""
+"""EmoSEM configuration: the single source of truth for every size, flag and default.
+
+`EmoSEMConfig` composes the three backbone configs (SAM, CLIP vision, GPT-2 with cross-attention)
+with EmoSEM's own fields. Presets:
+
+- ``"paper"``: SAM ViT-B + CLIP ViT-B/16 + 6-layer GPT-2 (distilgpt2), the sizes of the paper
+  (276.72M parameters, Table 4).
+- ``"tiny"``: a few hundred thousand parameters, seconds on a CPU; for tests and the demo.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from transformers import CLIPVisionConfig, GPT2Config, PreTrainedConfig, SamConfig
 
 # The 8 emotions EmoSEM segments, in ArtEmis order (ArtEmis' 9th label, "something else", is dropped).
 EMOTIONS = ("amusement", "awe", "contentment", "excitement", "anger", "disgust", "fear", "sadness")
 # All 9 ArtEmis labels, in the release's canonical order (index 0..8).
 ARTEMIS_EMOTIONS = EMOTIONS + ("something else",)
+
+PARADIGMS = ("single", "multi")
+EXPLAINERS = ("gpt2",)
+BRIDGES = ("prefix_adapter",)
+
+# Modules that can be trained; everything else (SAM image encoder, SAM feature mixer, CLIP) stays frozen.
+TRAINABLE_MODULE_NAMES = (
+    "image_encoder",  # SAM ViT (frozen in the paper)
+    "feature_mixer",  # SAM two-way transformer (frozen in the paper)
+    "clip",  # CLIP vision tower (frozen in the paper)
+    "emotion_projector",
+    "mask_tokens",
+    "mask_head",  # FT-MH: SAM's upscaling + hypernetwork MLP
+    "prefix_adapter",
+    "language_model",
+)
+PAPER_TRAINABLE = ("emotion_projector", "mask_tokens", "mask_head", "prefix_adapter", "language_model")
+
+_TINY_SAM = {
+    "vision_config": {
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "mlp_dim": 64,
+        "image_size": 128,
+        "patch_size": 8,
+        "window_size": 4,
+        "global_attn_indexes": [1],
+        "output_channels": 32,
+        "num_pos_feats": 16,
+    },
+    "prompt_encoder_config": {"hidden_size": 32, "image_size": 128, "patch_size": 8, "mask_input_channels": 4},
+    "mask_decoder_config": {
+        "hidden_size": 32,
+        "mlp_dim": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "iou_head_hidden_dim": 32,
+    },
+}
+_TINY_CLIP = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "image_size": 32,
+    "patch_size": 8,
+}
+TINY_VOCAB_SIZE = 512
+_TINY_GPT2 = {
+    "vocab_size": TINY_VOCAB_SIZE,
+    "n_positions": 64,
+    "n_embd": 32,
+    "n_layer": 2,
+    "n_head": 2,
+    "bos_token_id": 0,
+    "eos_token_id": 0,
+}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # distilgpt2 = GPT-2 with 6 layers; SamConfig() defaults are ViT-B; CLIP ViT-B/16 at 224 px.
+    "paper": {
+        "sam_config": {},
+        "vision_config": {"image_size": 224, "patch_size": 16},
+        "text_config": {"n_layer": 6},
+    },
+    "tiny": {
+        "sam_config": _TINY_SAM,
+        "vision_config": _TINY_CLIP,
+        "text_config": _TINY_GPT2,
+        "prefix_hidden_size": 64,
+    },
+}
+
+
+class EmoSEMConfig(PreTrainedConfig):
+    r"""
+    Configuration of [`EmoSEMModel`].
+
+    Args:
+        sam_config (`dict` or `SamConfig`): SAM (image encoder, prompt encoder, mask decoder).
+        vision_config (`dict` or `CLIPVisionConfig`): the CLIP vision tower read by the explainer's
+            cross-attention.
+        text_config (`dict` or `GPT2Config`): the explainer; cross-attention is always switched on.
+        paradigm (`str`): ``"single"`` (one learnable mask token + emotional prompt, the paper's default)
+            or ``"multi"`` (8 learnable mask tokens, one per emotion, no prompt).
+        explainer (`str`): ``"gpt2"``.
+        bridge (`str`): ``"prefix_adapter"``.
+        emotions (`list[str]`): emotion names, in ArtEmis order; index = emotion id.
+        prompt_template (`str`): the emotional prompt; ``{emotion}`` is replaced by the emotion name.
+        prompt_length (`int`): tokens of the emotional prompt after padding (l_e = 8 in the paper).
+        prefix_hidden_size (`int`, *optional*): hidden width of the prefix adapter MLP (defaults to the
+            language model's width).
+        clip_feature_layer (`int`): which CLIP hidden state the explainer attends to (-1 = last).
+        trainable_modules (`list[str]`): modules that receive gradients, from `TRAINABLE_MODULE_NAMES`.
+        dice_weight, focal_weight, lm_weight (`float`): weights of the three losses (the paper sums them).
+        focal_alpha, focal_gamma (`float`): focal loss parameters.
+        max_explanation_tokens (`int`): explanations are truncated to (and generated up to) this many tokens.
+        top_p (`float`), temperature (`float`), do_sample (`bool`): decoding defaults (nucleus, p = 0.9).
+        mask_threshold (`float`): logit threshold that turns saliency logits into a binary mask.
+    """
+
+    model_type = "emosem"
+    sub_configs_defaults = {"sam_config": SamConfig, "vision_config": CLIPVisionConfig, "text_config": GPT2Config}
+
+    sam_config: dict | PreTrainedConfig | None = None
+    vision_config: dict | PreTrainedConfig | None = None
+    text_config: dict | PreTrainedConfig | None = None
+    paradigm: str = "single"
+    explainer: str = "gpt2"
+    bridge: str = "prefix_adapter"
+    emotions: list | tuple | None = None
+    prompt_template: str = "generate the mask for the emotion {emotion}"
+    prompt_length: int = 8
+    prefix_hidden_size: int | None = None
+    clip_feature_layer: int = -1
+    trainable_modules: list | tuple | None = None
+    dice_weight: float = 1.0
+    focal_weight: float = 1.0
+    lm_weight: float = 1.0
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    max_explanation_tokens: int = 25
+    top_p: float = 0.9
+    temperature: float = 1.0
+    do_sample: bool = True
+    mask_threshold: float = 0.0
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        # Cross-attention over CLIP features is part of the architecture, not an option.
+        self.text_config.add_cross_attention = True
+        self.text_config.is_decoder = True
+        if self.emotions is None:
+            self.emotions = list(EMOTIONS)
+        self.emotions = list(self.emotions)
+        if self.trainable_modules is None:
+            self.trainable_modules = list(PAPER_TRAINABLE)
+        self.trainable_modules = list(self.trainable_modules)
+        self._check()
+
+    def _check(self) -> None:
+        if self.paradigm not in PARADIGMS:
+            raise ValueError(f"paradigm must be one of {PARADIGMS}, got {self.paradigm!r}")
+        if self.explainer not in EXPLAINERS:
+            raise ValueError(f"explainer must be one of {EXPLAINERS}, got {self.explainer!r}")
+        if self.bridge not in BRIDGES:
+            raise ValueError(f"bridge must be one of {BRIDGES}, got {self.bridge!r}")
+        unknown = sorted(set(self.trainable_modules) - set(TRAINABLE_MODULE_NAMES))
+        if unknown:
+            raise ValueError(f"trainable_modules has unknown names {unknown}; expected a subset of {TRAINABLE_MODULE_NAMES}")
+        if "{emotion}" not in self.prompt_template:
+            raise ValueError(f"prompt_template must contain '{{emotion}}', got {self.prompt_template!r}")
+        if len(self.emotions) < 1 or len(set(self.emotions)) != len(self.emotions):
+            raise ValueError(f"emotions must be a non-empty list of distinct names, got {self.emotions!r}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_explanation_tokens < 1 or self.prompt_length < 1:
+            raise ValueError("max_explanation_tokens and prompt_length must be positive")
+        sam_v, sam_p = self.sam_config.vision_config, self.sam_config.prompt_encoder_config
+        if sam_v.image_size // sam_v.patch_size != sam_p.image_size // sam_p.patch_size:
+            raise ValueError(
+                "sam_config: vision_config and prompt_encoder_config disagree on the embedding grid "
+                f"({sam_v.image_size}/{sam_v.patch_size} vs {sam_p.image_size}/{sam_p.patch_size})"
+            )
+
+    # ----- derived sizes (never stored, so they cannot disagree with the sub-configs) -----
+    @property
+    def num_emotions(self) -> int:
+        return len(self.emotions)
+
+    @property
+    def num_mask_tokens(self) -> int:
+        """1 learnable mask token (Single-Mask) or one per emotion (Multi-Masks)."""
+        return 1 if self.paradigm == "single" else self.num_emotions
+
+    @property
+    def prefix_length(self) -> int:
+        """l_f: [p'', m''] in Single-Mask, m_i'' alone in Multi-Masks."""
+        return self.prompt_length + 1 if self.paradigm == "single" else 1
+
+    @property
+    def sam_image_size(self) -> int:
+        return self.sam_config.vision_config.image_size
+
+    @property
+    def image_embedding_size(self) -> int:
+        """Side of SAM's image embedding grid (64 for ViT-B at 1024 px)."""
+        return self.sam_config.prompt_encoder_config.image_embedding_size
+
+    @property
+    def mask_size(self) -> int:
+        """Side of the saliency logits S: the mask head upsamples the grid 4x (256 at the paper preset)."""
+        return 4 * self.image_embedding_size
+
+    @property
+    def clip_image_size(self) -> int:
+        return self.vision_config.image_size
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> "EmoSEMConfig":
+        """Build a preset config; ``overrides`` replace top-level fields, and dicts given for
+        ``sam_config`` / ``vision_config`` / ``text_config`` are merged into the preset's."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; available presets: {sorted(PRESETS)}")
+        kwargs = copy.deepcopy(PRESETS[name])
+        for key, value in overrides.items():
+            if key in cls.sub_configs_defaults and isinstance(value, dict):
+                kwargs[key] = _deep_merge(kwargs.get(key, {}), value)
+            else:
+                kwargs[key] = value
+        return cls(**kwargs)
+
+
+def _deep_merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
