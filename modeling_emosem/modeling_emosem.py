@@ -168,6 +168,23 @@ class EmoSEMModel(EmoSEMPreTrainedModel):
         self.post_init()
         self.apply_trainable_modules()
 
+    @classmethod
+    def from_pretrained_components(
+        cls,
+        sam: str = "facebook/sam-vit-base",
+        clip: str = "openai/clip-vit-base-patch16",
+        language_model: str = "distilgpt2",
+        **config_overrides,
+    ) -> "EmoSEMModel":
+        """Build EmoSEM from the three public checkpoints (or local folders of the same form).
+
+        SAM, CLIP's vision tower and GPT-2 keep their weights; GPT-2's new cross-attention, the emotion
+        projector and the prefix adapter start from the usual random init, and the learnable mask token(s)
+        start from SAM's single-output mask token (Ambiguity-Unaware). `config_overrides` set EmoSEM's own
+        fields (e.g. ``paradigm="multi"``).
+        """
+        return _from_pretrained_components_impl(cls, sam, clip, language_model, **config_overrides)
+
     # ------------------------------------------------------------------ parameter groups
     def module_groups(self) -> dict[str, list[nn.Module | nn.Parameter]]:
         """The trainable units of `config.trainable_modules`, by name (used for freezing and per-group LRs)."""
@@ -476,3 +493,40 @@ class EmoSEMModel(EmoSEMPreTrainedModel):
         return EmoSEMGenerationOutput(
             pred_masks=seg["pred_masks"], sequences=sequences, prefix_embeds=seg["prefix_embeds"]
         )
+
+
+def _components_config(sam_model, clip_model, language_model, **overrides) -> EmoSEMConfig:
+    return EmoSEMConfig(
+        sam_config=sam_model.config.to_dict(),
+        vision_config=clip_model.config.to_dict(),
+        text_config=language_model.config.to_dict(),
+        **overrides,
+    )
+
+
+def _from_pretrained_components_impl(
+    cls,
+    sam: str = "facebook/sam-vit-base",
+    clip: str = "openai/clip-vit-base-patch16",
+    language_model: str = "distilgpt2",
+    **config_overrides,
+) -> "EmoSEMModel":
+    sam_model = SamModel.from_pretrained(sam)
+    clip_model = CLIPVisionModel.from_pretrained(clip)  # a full CLIP checkpoint works too: its vision part
+    lm = GPT2LMHeadModel.from_pretrained(language_model)
+    config = _components_config(sam_model, clip_model, lm, **config_overrides)
+    model = cls(config)
+    model.sam.load_state_dict(sam_model.state_dict(), strict=True)
+    model.clip.load_state_dict(clip_model.state_dict(), strict=True)
+    missing, unexpected = model.language_model.load_state_dict(lm.state_dict(), strict=False)
+    new_params = ("crossattention", "ln_cross_attn")
+    if unexpected or any(not any(tag in key for tag in new_params) for key in missing):
+        raise ValueError(
+            f"language_model={language_model!r} does not fit a GPT-2 with cross-attention: "
+            f"unexpected keys {unexpected[:5]}, missing keys {[k for k in missing if not any(t in k for t in new_params)][:5]}"
+        )
+    with torch.no_grad():
+        sam_token = model.sam.mask_decoder.mask_tokens.weight[0]
+        model.mask_tokens.copy_(sam_token.expand_as(model.mask_tokens))
+    model.apply_trainable_modules()
+    return model
