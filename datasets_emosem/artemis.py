@@ -185,6 +185,7 @@ def load_artemis(
     paths: dict[tuple[str, str], str] = {}
     for style, painting in set(zip(df["art_style"], df["painting"])):
         check_name(style, what=f"art_style in {csv_path}")
+        check_name(painting, what=f"painting in {csv_path}")
         found = resolver.resolve(style, painting + image_extension, what=f"painting in {csv_path}")
         paths[(style, painting)] = str(found if found is not None else os.path.join(image_root, style, painting + image_extension))
     df["image"] = [paths[k] for k in zip(df["art_style"], df["painting"])]
