@@ -10,7 +10,7 @@ import pytest
 from sklearn.model_selection import train_test_split
 
 from datasets_emosem import MissingFilesError, UnsafeNameError, artemis_split_ids, load_artemis
-from datasets_fixtures import ACCENTED, LONG, SHORT, SPECIAL, write_artemis_fixture
+from tests.datasets_fixtures import ACCENTED, LONG, SHORT, SPECIAL, write_artemis_fixture
 from modeling_emosem.configuration_emosem import ARTEMIS_EMOTIONS
 
 
