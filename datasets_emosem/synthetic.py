@@ -162,16 +162,13 @@ _TEMPLATES = [
 def _explanations(emotion: str, k: int, rng: np.random.Generator) -> list[str]:
     """``k`` distinct first-person explanations naming the element of ``emotion``."""
     word = SYNTHETIC_ELEMENTS[emotion]
-    combos = [(t, f, a) for t in _TEMPLATES for f in _FEELINGS[emotion] for a in _ADJECTIVES[emotion]]
-    picks = rng.choice(len(combos), size=min(k, len(combos)), replace=False)
-    out, seen = [], set()
-    for i in picks:
-        t, f, a = combos[i]
-        s = t.format(adj=a, word=word, feeling=f)
-        if s not in seen:
-            seen.add(s)
-            out.append(s[0].upper() + s[1:] + ".")
-    return out
+    # De-duplicate rendered sentences (templates without {adj} repeat across adjectives); a dict keeps
+    # the construction order, so the choice below is deterministic per rng.
+    sentences = list(dict.fromkeys(
+        t.format(adj=a, word=word, feeling=f) for t in _TEMPLATES for f in _FEELINGS[emotion] for a in _ADJECTIVES[emotion]
+    ))
+    picks = rng.choice(len(sentences), size=min(k, len(sentences)), replace=False)
+    return [sentences[i][0].upper() + sentences[i][1:] + "." for i in picks]
 
 
 # --------------------------------------------------------------------------- drawing
@@ -305,7 +302,7 @@ def export_release(
     os.makedirs(paths["apolo_images"], exist_ok=True)
     csv_rows, records = [], []
     fmt = "JPEG" if image_extension.lower() in (".jpg", ".jpeg") else None
-    save_kwargs = {"quality": 95} if fmt == "JPEG" else {}
+    save_kwargs = {"quality": 95, "subsampling": 0} if fmt == "JPEG" else {}
     for split, ds in dataset.items():
         names = ds.features["emotion"].names
         for row in ds:
