@@ -140,7 +140,9 @@ class EmoSEMPreTrainedModel(PreTrainedModel):
             if module.bias is not None:
                 module.bias.zero_()
         elif isinstance(module, EmoSEMModel):
-            module.mask_tokens.normal_(0.0, std)
+            # nn.Embedding-style N(0, 1), as Meta's SAM initialises its mask tokens: small tokens would be
+            # averaged into one by the first (residual-free) self-attention of the two-way transformer.
+            module.mask_tokens.normal_(0.0, 1.0)
 
 
 class EmoSEMModel(EmoSEMPreTrainedModel):
