@@ -48,9 +48,9 @@ _PREFIX_RULES: tuple[tuple[str, str], ...] = (
     ("vision_encoder.layers.{a}.mlp", "image_encoder.blocks.{a}.mlp"),  # MLPBlock lin1 / lin2
     # neck = Sequential(Conv2d 1x1, LayerNorm2d, Conv2d 3x3, LayerNorm2d)
     ("vision_encoder.neck.conv1", "image_encoder.neck.0"),
-    ("vision_encoder.neck.layer_norm1", "image_encoder.neck.3"),
+    ("vision_encoder.neck.layer_norm1", "image_encoder.neck.1"),
     ("vision_encoder.neck.conv2", "image_encoder.neck.2"),
-    ("vision_encoder.neck.layer_norm2", "image_encoder.neck.1"),
+    ("vision_encoder.neck.layer_norm2", "image_encoder.neck.3"),
     # ---- prompt encoder
     ("prompt_encoder.point_embed.{a}", "prompt_encoder.point_embeddings.{a}"),
     ("prompt_encoder.not_a_point_embed", "prompt_encoder.not_a_point_embed"),
