@@ -68,3 +68,20 @@ def test_masks_from_lists_and_errors():
         collate([{"image": img, "emotion": 0}])
     with pytest.raises(ValueError, match="out of range"):
         collate([{"image": img, "emotion": 9, "explanation": "e"}])
+
+
+def test_real_processor_on_synthetic_and_apolo_style_rows():
+    """Integration with the model team's processor (skipped if it is not importable here)."""
+    processing = pytest.importorskip("modeling_emosem.processing_emosem")
+    try:
+        proc = processing.EmoSEMProcessor.from_preset("tiny")
+    except Exception as e:  # the preset is theirs; this test only checks our side of the contract
+        pytest.skip(f"tiny processor unavailable: {e}")
+    dsd = make_synthetic_artworks(8, seed=0, image_size=64)
+    rows = [dsd["train"][i] for i in range(4)]
+    batch = make_collate_fn(proc)(rows)
+    assert batch["pixel_values"].shape[0] == 4
+    assert batch["mask_labels"].shape[0] == 4 and batch["labels"].shape[0] == 4
+    assert batch["emotion_ids"].tolist() == [0, 1, 2, 3]
+    batch = make_collate_fn(proc, with_explanations=False, with_masks=False)(rows)
+    assert "labels" not in batch and "mask_labels" not in batch
