@@ -95,7 +95,7 @@ def read_heat_map(path: str | os.PathLike, size: tuple[int, int] | None = None) 
     arr = np.load(path, allow_pickle=False)
     if arr.ndim == 3 and 1 in (arr.shape[0], arr.shape[-1]):
         arr = arr.squeeze(0) if arr.shape[0] == 1 else arr.squeeze(-1)
-    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number) and arr.dtype != bool:
+    if arr.ndim != 2 or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise ValueError(f"heat map {path}: expected a 2-D numeric array, got {arr.dtype} {arr.shape}")
     arr = arr.astype(np.float32)
     if size is not None and arr.shape[::-1] != tuple(size):

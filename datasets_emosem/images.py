@@ -31,8 +31,9 @@ def open_rgb(path_or_image) -> Image.Image:
     """Open an image as displayed (EXIF orientation applied) in RGB.
 
     Accepts a path, a PIL image, or a ``datasets`` image dict ``{"path", "bytes"}``.
-    CMYK, grayscale, palette and RGBA inputs all come back as ``RGB`` (alpha is composited on
-    white, which is how a transparent artwork scan is meant to be seen).
+    CMYK, grayscale, palette and RGBA inputs all come back as ``RGB``, converted exactly as the
+    loaders' ``datasets.Image(mode="RGB")`` column decodes them (``exif_transpose`` then
+    ``convert("RGB")``, which drops alpha), so a file gives the same pixels whichever way it is read.
     """
     if isinstance(path_or_image, dict):
         if path_or_image.get("bytes") is not None:
@@ -45,12 +46,9 @@ def open_rgb(path_or_image) -> Image.Image:
         img = path_or_image
     else:
         img = Image.open(path_or_image)
+    # exif_transpose drops the orientation tag it applied, so an already-upright image is untouched.
     img = ImageOps.exif_transpose(img)
-    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(background, rgba)
-    return img.convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:

@@ -85,3 +85,25 @@ def test_real_processor_on_synthetic_and_apolo_style_rows():
     assert batch["emotion_ids"].tolist() == [0, 1, 2, 3]
     batch = make_collate_fn(proc, with_explanations=False, with_masks=False)(rows)
     assert "labels" not in batch and "mask_labels" not in batch
+
+
+def test_open_rgb_matches_dataset_decoding(tmp_path):
+    """Collation of raw paths gives the same pixels as the loaders' Image(mode="RGB") column."""
+    from datasets import Dataset, Features
+    from datasets import Image as ImageFeature
+
+    from datasets_emosem.images import open_rgb
+
+    rgba = Image.fromarray(np.random.default_rng(0).integers(0, 255, (5, 7, 4), dtype=np.uint8), "RGBA")
+    rgba.save(tmp_path / "a.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("CMYK", (7, 5), (10, 20, 30, 40)).save(tmp_path / "c.jpg", exif=exif)
+    paths = [str(tmp_path / "a.png"), str(tmp_path / "c.jpg")]
+    ds = Dataset.from_dict({"image": paths}, features=Features({"image": ImageFeature(mode="RGB")}))
+    for p, row in zip(paths, ds):
+        direct = open_rgb(p)
+        assert direct.mode == "RGB" and direct.size == row["image"].size
+        assert np.array_equal(np.asarray(direct), np.asarray(row["image"]))
+        assert open_rgb(row["image"]).size == row["image"].size  # no second rotation
+    assert ds[1]["image"].size == (5, 7)
