@@ -139,7 +139,6 @@ def read_apolo_records(root: str | os.PathLike, split: str = "test", artemis_csv
         raise ValueError(f"split must be 'val' (or 'validation') or 'test', got {split!r}")
     split = _SPLIT_ALIASES[split]
     split_json = os.path.join(root, f"apolo_{split}.json")
-    art_style_of: dict[str, str] = {}
     csv = None
     if artemis_csv is not None:
         from .artemis import read_artemis_csv

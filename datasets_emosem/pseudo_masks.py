@@ -306,7 +306,7 @@ def generate_pseudo_masks(
             raise ValueError(f"stimulus ({s.painting!r}, {s.emotion!r}) has no utterances to score regions against")
         by_painting.setdefault(s.painting, []).append(s)
     written = 0
-    for painting, group in tqdm(by_painting.items(), desc="pseudo masks", unit="painting", disable=not progress):
+    for group in tqdm(by_painting.values(), desc="pseudo masks", unit="painting", disable=not progress):
         image = open_rgb(group[0].image)
         masks, _ = proposer(image)
         crops = region_crops(image, masks)
@@ -318,10 +318,9 @@ def generate_pseudo_masks(
         for s in group:
             scores = sims[:, start : start + len(s.utterances)].mean(1) if len(masks) else np.zeros(0)
             start += len(s.utterances)
-            if len(masks):
-                heat = heat_map(masks, scores, output_size)
-            else:
-                heat = heat_map(np.zeros((0, image.size[1], image.size[0]), bool), scores, output_size)
+            if not len(masks):  # no candidate region survived: an all-zero map of the image's size
+                masks = np.zeros((0, image.size[1], image.size[0]), bool)
+            heat = heat_map(masks, scores, output_size)
             _save_atomic(pseudo_mask_path(out_dir, s.painting, s.emotion), heat)
             written += 1
     return {"written": written, "skipped": skipped, "paintings": len(by_painting)}

@@ -250,3 +250,11 @@ def test_example_script(tiny_models, tmp_path, capsys):
     assert f"'skipped': {len(files)}" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         script.main(argv[:-4] + ["--split", "nope"])
+
+
+def test_no_candidate_region_gives_zero_map(tmp_path):
+    _painting(tmp_path / "p.png")
+    counts = generate_pseudo_masks([Stimulus("p", "awe", str(tmp_path / "p.png"), ["red"])], tmp_path / "o",
+                                   lambda image: (np.zeros((0, 20, 30), bool), np.zeros(0)), ColourScorer(), progress=False)
+    heat = np.load(tmp_path / "o" / "p_awe.npy", allow_pickle=False)
+    assert counts["written"] == 1 and heat.shape == (20, 30) and heat.dtype == np.float32 and not heat.any()
