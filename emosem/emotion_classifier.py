@@ -46,7 +46,8 @@ def load_artemis_text_splits(
     Returns ``{"train", "val", "test"}`` -> frames with columns ``utterance`` (str) and ``label``
     (int, ArtEmis order). With ``for_deep_nets`` (ArtEmis' setting for its neural judge), artworks with
     ``repetition >= too_high_repetition`` are held out and utterances shorter than ``min_tokens`` or
-    longer than the ``max_token_percentile`` percentile of token counts are dropped.
+    longer than the ``max_token_percentile`` percentile of the train split's token counts are dropped
+    (token counts from ``datasets_emosem.artemis_tokens``; ArtEmis also spell-corrects first).
     """
     df = read_artemis_csv(csv_path)
     artwork = df["art_style"] + df["painting"]
@@ -55,7 +56,8 @@ def load_artemis_text_splits(
     if for_deep_nets:
         df.loc[df["repetition"] >= too_high_repetition, "split"] = "rest"
         lengths = df["utterance"].map(lambda utterance: len(artemis_tokens(utterance)))
-        too_long = float(np.percentile(lengths, max_token_percentile))
+        # The release script takes the percentile over the train split's token counts only.
+        too_long = float(np.percentile(lengths[df["split"] == "train"], max_token_percentile))
         df = df[(lengths >= min_tokens) & (lengths <= too_long)]
     df = df.assign(label=df["emotion"].map(LABEL2ID))
     splits = {name: df[df["split"] == name][["utterance", "label"]].reset_index(drop=True) for name in ("train", "val", "test")}

@@ -119,3 +119,23 @@ def test_text_splits_follow_the_official_artemis_split(tmp_path):
         expected = df[(df.art_style + df.painting).isin(artworks)]
         assert sorted(splits[name]["utterance"]) == sorted(expected["utterance"])
         assert sorted(splits[name]["label"]) == sorted(expected["emotion"].map(ARTEMIS_EMOTIONS.index))
+
+
+def test_deep_net_filter_drops_high_repetition_short_and_long(tmp_path):
+    import csv
+
+    from emosem.emotion_classifier import load_artemis_text_splits
+
+    csv_path = write_artemis_fixture(tmp_path / "fixture.csv")
+    with csv_path.open("a", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["Baroque", "crowded", "awe", "a majestic view seen by many people", 41])
+        writer.writerow(["Baroque", "fear_painting-0", "fear", "so scary", 5])  # 2 tokens < 5
+        writer.writerow(["Baroque", "fear_painting-0", "fear", " ".join(["scary"] * 40), 5])  # > 95th percentile
+    kept = load_artemis_text_splits(csv_path)
+    all_kept = [u for frame in kept.values() for u in frame["utterance"]]
+    assert "a majestic view seen by many people" not in all_kept  # repetition >= 41 -> "rest"
+    assert "so scary" not in all_kept
+    assert " ".join(["scary"] * 40) not in all_kept
+    unfiltered = load_artemis_text_splits(csv_path, for_deep_nets=False)
+    assert "so scary" in [u for frame in unfiltered.values() for u in frame["utterance"]]
