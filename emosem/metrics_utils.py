@@ -106,9 +106,12 @@ def compute_table1(
 
     Args:
         saliency_maps: N 2-D float arrays (any size / range), with ``gt_masks``: N 2-D masks -> P@IoU.
+            Masks may be the 1-bit PIL images of ``datasets_emosem.load_apolo``'s ``mask`` column (already at
+            image size); each saliency map is resized to its mask's size.
         explanations: N generated explanations, with ``references``: N lists of the (painting, emotion)'s
             utterances -> BLEU/METEOR/ROUGE-L; with ``images`` (N) and ``clip_model`` -> CLIPScore;
-            with ``target_emotions`` (N) and ``judge`` (classifier folder) -> EA.
+            with ``target_emotions`` (N emotion names, e.g. ``EMOTIONS[row["emotion"]]``) and ``judge``
+            (classifier folder) -> EA. APOLO rows give ``references=row["utterances"]``, ``images=row["image"]``.
     Returns:
         {"row": {column key: value in table units or None}, "segmentation": ..., "explanation": ...,
          "emotion_alignment": ... (the full metric outputs, or None when not computed)}.

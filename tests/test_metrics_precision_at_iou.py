@@ -102,3 +102,18 @@ def test_bad_input_raises_clear_errors(metric, predictions, references, message)
 def test_all_references_empty_is_an_error(metric):
     with pytest.raises(ValueError, match="empty"):
         metric.compute(predictions=[np.eye(3)], references=[np.zeros((3, 3))])
+
+
+def test_pil_masks_as_loaded_from_apolo():
+    # datasets_emosem.load_apolo stores masks as 1-bit PIL images; the library function takes them as they are.
+    from PIL import Image
+
+    from emosem.metrics_utils import load_metric_module
+
+    reference = np.zeros((6, 6), dtype=bool)
+    reference[1:4, 1:4] = True
+    mask_image = Image.fromarray(reference).convert("1")
+    prediction = reference.astype(np.float32) * 0.8 + 0.1
+    module = load_metric_module("precision_at_iou")
+    result = module.compute_precision_at_iou([prediction], [mask_image])
+    assert result["seg_mean_iou"] == 1.0 and result["bbox_P@50"] == 100.0
