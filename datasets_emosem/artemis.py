@@ -123,12 +123,12 @@ def artemis_tokens(utterance: str) -> list[str]:
 
 
 def _deep_net_filter(df: pd.DataFrame, min_tokens: int, max_token_percentile: float) -> pd.DataFrame:
-    """ArtEmis' ``preprocess_for_deep_nets``: drop too short / too long utterances.
+    """ArtEmis' ``preprocess_for_deep_nets``: drop too short / too long utterances, in every split.
 
-    The percentile is taken over all rows of the CSV (before dropping), as the release script does.
+    As in the release script, the length limit is the percentile of the *train* split's token counts.
     """
     lengths = df["utterance"].map(lambda u: len(artemis_tokens(u)))
-    too_long = float(np.percentile(lengths, max_token_percentile))
+    too_long = float(np.percentile(lengths[df["split"] == "train"], max_token_percentile))
     keep = (lengths >= min_tokens) & (lengths <= too_long)
     return df[keep]
 
@@ -154,9 +154,10 @@ def load_artemis(
         csv_path: ``artemis_dataset_release_v0.csv`` or a v2.0 Combined CSV.
         image_root: WikiArt folder holding ``<art_style>/<painting><image_extension>``. Names are
             matched whether the disk stores them NFC or NFD.
-        for_deep_nets: apply the release's neural-net preprocessing: artworks with
-            ``repetition >= too_high_repetition`` go to a ``rest`` split, utterances with fewer than
-            ``min_tokens`` tokens or more than the ``max_token_percentile`` percentile are dropped.
+        for_deep_nets: apply the release's neural-net preprocessing: rows with
+            ``repetition >= too_high_repetition`` go to a ``rest`` split (and the train/val/test split
+            is drawn over the other artworks), utterances with fewer than ``min_tokens`` tokens or more
+            than the ``max_token_percentile`` percentile of the train split's lengths are dropped.
         drop_something_else: drop rows labelled "something else" (EmoSEM uses the other 8 emotions).
             The label ids stay the 9 ArtEmis ones, so ids 0..7 equal EmoSEM's ``EMOTIONS`` order.
         on_missing: ``"error"`` (default) checks every referenced image first and raises one
@@ -171,11 +172,15 @@ def load_artemis(
     if on_missing not in ("error", "skip"):
         raise ValueError(f"on_missing must be 'error' or 'skip', got {on_missing!r}")
     df = read_artemis_csv(csv_path)
-    # Splits come from every artwork in the CSV, before any filtering, as in the release.
-    split_of = artemis_split_ids(df["art_style"] + df["painting"], seed=seed)
-    df["split"] = (df["art_style"] + df["painting"]).map(split_of)
+    ids = df["art_style"] + df["painting"]
+    # As in the release script: with the deep-net option, rows with repetition >= 41 are set aside
+    # as "rest" *before* splitting, so the split is drawn over the remaining artworks only; without
+    # it, over every artwork. Either way over the whole CSV, before missing images are dropped.
+    high = df["repetition"] >= too_high_repetition if for_deep_nets else pd.Series(False, index=df.index)
+    split_of = artemis_split_ids(ids[~high], seed=seed)
+    df["split"] = ids.map(split_of)
+    df.loc[high, "split"] = "rest"
     if for_deep_nets:
-        df.loc[df["repetition"] >= too_high_repetition, "split"] = "rest"
         df = _deep_net_filter(df, min_tokens, max_token_percentile)
     if drop_something_else:
         df = df[df["emotion"] != "something else"]

@@ -141,13 +141,22 @@ def test_deep_net_preprocessing(fixture, tmp_path):
     high = {p for _, p in fixture["high_repetition"]}
     assert set(dsd["rest"]["painting"]) == high
     assert all(r >= 41 for r in dsd["rest"]["repetition"])
-    for name in ("train", "validation", "test"):
-        assert not high & set(dsd[name]["painting"])
+    # As in the release script, the split is drawn over the other artworks only (of the whole CSV).
+    rows = df[df.repetition < 41].to_dict("records")
+    train, val, test = _expected_splits(r["art_style"] + r["painting"] for r in rows)
+    assert (len(train), len(val), len(test)) == (30, 2, 4)  # 36 artworks: ceil(36 * 0.15...) = 6, round(3.6) = 4
+    for name, expected in (("train", train), ("validation", val), ("test", test)):
+        got = {s + p for s, p in zip(dsd[name]["art_style"], dsd[name]["painting"])}
+        assert got == expected
     utterances = [u for d in dsd.values() for u in d["utterance"]]
     assert SHORT not in utterances and LONG not in utterances
-    lengths = [len(u.split()) for u in utterances]
-    assert min(lengths) >= 5
-    assert len(utterances) < len(df)
+    # The length limit is the 95th percentile of the *train* split's token counts.
+    train_lengths = [len(r["utterance"].split()) for r in rows if r["art_style"] + r["painting"] in train]
+    limit = np.percentile(train_lengths, 95)
+    kept = [len(u.split()) for u in utterances]
+    assert min(kept) >= 5 and max(kept) <= limit
+    expected_kept = sum(1 for u in df.utterance if 5 <= len(u.split()) <= limit)
+    assert len(utterances) == expected_kept
 
 
 def test_v2_combined_csv_loads(fixture, tmp_path):
