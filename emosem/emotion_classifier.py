@@ -51,10 +51,13 @@ def load_artemis_text_splits(
     """
     df = read_artemis_csv(csv_path)
     artwork = df["art_style"] + df["painting"]
-    # Splits are computed over every artwork in the CSV before any filtering, as the release does.
-    df["split"] = artwork.map(artemis_split_ids(artwork, seed=seed))
+    # As the release script (and datasets_emosem.load_artemis) does: with the deep-net option, rows with
+    # repetition >= too_high_repetition are set aside as "rest" *before* splitting, so the split is drawn
+    # over the remaining artworks; without it, over every artwork.
+    high = df["repetition"] >= too_high_repetition if for_deep_nets else pd.Series(False, index=df.index)
+    df["split"] = artwork.map(artemis_split_ids(artwork[~high], seed=seed))
+    df.loc[high, "split"] = "rest"
     if for_deep_nets:
-        df.loc[df["repetition"] >= too_high_repetition, "split"] = "rest"
         lengths = df["utterance"].map(lambda utterance: len(artemis_tokens(utterance)))
         # The release script takes the percentile over the train split's token counts only.
         too_long = float(np.percentile(lengths[df["split"] == "train"], max_token_percentile))

@@ -133,6 +133,20 @@ def test_deep_net_filter_drops_high_repetition_short_and_long(tmp_path):
         writer.writerow(["Baroque", "fear_painting-0", "fear", "so scary", 5])  # 2 tokens < 5
         writer.writerow(["Baroque", "fear_painting-0", "fear", " ".join(["scary"] * 40), 5])  # > 95th percentile
     kept = load_artemis_text_splits(csv_path)
+    # The split is drawn over the artworks with repetition < 41 only, as the release script does.
+    from sklearn.model_selection import train_test_split
+    import pandas as pd
+
+    df = pd.read_csv(csv_path)
+    ids = sorted(set((df.art_style + df.painting)[df.repetition < 41]))
+    train, rest = train_test_split(ids, test_size=0.15, random_state=2021)
+    val, test = train_test_split(rest, test_size=round(0.10 * len(ids)), random_state=2021)
+    in_test = df[(df.art_style + df.painting).isin(test) & (df.utterance.str.split().str.len() >= 5)]
+    dropped = set(in_test["utterance"]) - set(kept["test"]["utterance"])
+    assert set(kept["test"]["utterance"]) <= set(in_test["utterance"])
+    # Only utterances longer than every kept train utterance (the 95th-percentile cut) may be missing.
+    longest_kept = kept["train"]["utterance"].str.split().str.len().max()
+    assert all(len(u.split()) > longest_kept for u in dropped)
     all_kept = [u for frame in kept.values() for u in frame["utterance"]]
     assert "a majestic view seen by many people" not in all_kept  # repetition >= 41 -> "rest"
     assert "so scary" not in all_kept
