@@ -109,6 +109,9 @@ class EmotionSegmentationPipeline(Pipeline):
         max_new_tokens, do_sample, top_p, temperature: decoding options (defaults from the model's config:
             nucleus sampling with p = 0.9 and at most 25 tokens in the paper).
         max_pixels (`int` or None, defaults to `DEFAULT_MAX_PIXELS` = 40M): larger images are refused.
+        position_offset (`int`, defaults to 0): the position of the first image in a longer list that the caller
+            splits into several calls (seeds and error messages use `position_offset + i`), so that the split
+            does not change the results.
 
     Errors name the input: a missing path (FileNotFoundError), a non-image or truncated file, a decompression
     bomb, an unknown emotion or an empty list (ValueError); in a list, the message starts with ``images[i]``.
@@ -140,6 +143,7 @@ class EmotionSegmentationPipeline(Pipeline):
         top_p=None,
         temperature=None,
         max_pixels=_UNSET,
+        position_offset=None,
         **kwargs,
     ):
         if kwargs:
@@ -151,6 +155,10 @@ class EmotionSegmentationPipeline(Pipeline):
             if max_pixels is not None and (not isinstance(max_pixels, int) or max_pixels < 1):
                 raise ValueError(f"max_pixels: expected a positive integer or None, got {max_pixels!r}")
             preprocess["max_pixels"] = max_pixels
+        if position_offset is not None:
+            if isinstance(position_offset, bool) or not isinstance(position_offset, int) or position_offset < 0:
+                raise ValueError(f"position_offset: expected a non-negative integer, got {position_offset!r}")
+            preprocess["position_offset"] = position_offset
         if threshold is not None:
             if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
                 raise ValueError(f"threshold: expected a number in [0, 1], got {threshold!r}")
@@ -208,17 +216,18 @@ class EmotionSegmentationPipeline(Pipeline):
         postprocess_params = {**self._postprocess_params, **postprocess_params}
         emotion_ids = self.resolve_emotions(preprocess_params.pop("emotions", None))
         max_pixels = preprocess_params.pop("max_pixels", DEFAULT_MAX_PIXELS)
+        offset = preprocess_params.pop("position_offset", 0)
         self.call_count += 1
 
         results = []
         for start in range(0, len(items), batch_size):
             rows = [
                 self.preprocess(
-                    {"image": image, "position": start + j, "label": _label(image, start + j, batched)},
+                    {"image": image, "position": position, "label": _label(image, position, batched)},
                     emotion_ids=emotion_ids,
                     max_pixels=max_pixels,
                 )
-                for j, image in enumerate(items[start : start + batch_size])
+                for position, image in enumerate(items[start : start + batch_size], start=offset + start)
             ]
             model_outputs = self.forward(self._collate(rows), **forward_params)
             results.extend(self.postprocess(model_outputs, **postprocess_params))
