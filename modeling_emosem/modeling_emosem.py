@@ -139,7 +139,12 @@ class EmoSEMPreTrainedModel(PreTrainedModel):
             module.weight.normal_(0.0, std)
             if module.bias is not None:
                 module.bias.zero_()
-        elif isinstance(module, EmoSEMModel):
+        if isinstance(module, EmoSEMModel):
+            if module.emotion_projector is not None:
+                # Word embeddings start at std = text initializer_range; scale the projector so the prompt
+                # tokens p come out ~N(0, 1) like SAM's prompt embeddings and the N(0, 1) mask token.
+                # (A 0.02-std projector makes p ~1e-3 of m: the mixer then ignores the emotion for long.)
+                module.set_emotion_projector_gain(self.config.text_config.initializer_range)
             # nn.Embedding-style N(0, 1), as Meta's SAM initialises its mask tokens: small tokens would be
             # averaged into one by the first (residual-free) self-attention of the two-way transformer.
             module.mask_tokens.normal_(0.0, 1.0)
@@ -203,6 +208,13 @@ class EmoSEMModel(EmoSEMPreTrainedModel):
             "language_model": [self.language_model, self.clip_projection],
         }
         return groups
+
+    @torch.no_grad()
+    def set_emotion_projector_gain(self, embedding_std: float) -> None:
+        """Re-initialise the emotion projector so projected word embeddings of std `embedding_std` have unit std."""
+        d_w = self.emotion_projector.in_features
+        self.emotion_projector.weight.normal_(0.0, 1.0 / (d_w**0.5 * max(embedding_std, 1e-6)))
+        self.emotion_projector.bias.zero_()
 
     def group_parameters(self, name: str) -> list[nn.Parameter]:
         params = []
@@ -527,6 +539,8 @@ def _from_pretrained_components_impl(
             f"language_model={language_model!r} does not fit a GPT-2 with cross-attention: "
             f"unexpected keys {unexpected[:5]}, missing keys {[k for k in missing if not any(t in k for t in new_params)][:5]}"
         )
+    if model.emotion_projector is not None:
+        model.set_emotion_projector_gain(float(model.get_input_embeddings().weight.std()))
     with torch.no_grad():
         sam_token = model.sam.mask_decoder.mask_tokens.weight[0]
         model.mask_tokens.copy_(sam_token.expand_as(model.mask_tokens))
