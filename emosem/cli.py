@@ -92,11 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from emosem.predict import load_pipeline, predict_to_folder
+    from emosem.predict import collect_images, load_pipeline, predict_to_folder
 
     emotions = args.emotions
     if emotions is not None and any(e.strip().lower() == "all" for e in emotions):
         emotions = None
+    images = collect_images(args.images, recursive=args.recursive)  # before the model loads: fail fast
     pipe = load_pipeline(args.model, device=args.device)
     call_kwargs = {"threshold": args.threshold, "seed": args.seed}
     if args.max_new_tokens is not None:
@@ -111,7 +112,7 @@ def _run_predict(args: argparse.Namespace) -> int:
             print(f"error {error}", file=sys.stderr)
 
     report = predict_to_folder(
-        pipe, args.images, args.out, emotions=emotions, batch_size=args.batch_size, recursive=args.recursive,
+        pipe, images, args.out, emotions=emotions, batch_size=args.batch_size,
         grid=args.grid, on_result=progress, **call_kwargs,
     )
     print(f"wrote {len(report.json_files)} JSON and {len(report.png_files)} PNG files to {args.out}")

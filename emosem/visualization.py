@@ -187,11 +187,13 @@ def grid(
     gap: int = 8,
     **overlay_kwargs,
 ) -> Image.Image:
-    """Overlays of several emotions of one artwork side by side (`columns` defaults to ceil(sqrt(n)))."""
+    """Overlays of several emotions of one artwork side by side, in tiles whose long side is `tile_side`
+    (`columns` defaults to ceil(sqrt(n)))."""
     if not results:
         raise ValueError("results: got an empty list, nothing to draw")
     art = load_image(image)
-    tile_size = render_size(art.width, art.height, min_side=1, max_side=tile_side)
+    scale = tile_side / max(art.size)  # every tile: the artwork's aspect ratio, long side = tile_side
+    tile_size = (max(1, round(art.width * scale)), max(1, round(art.height * scale)))
     overlay_kwargs.setdefault("min_side", min(tile_size))
     overlay_kwargs.setdefault("max_side", max(tile_size))
     tiles = [overlay(art, r, **overlay_kwargs).resize(tile_size, Image.Resampling.LANCZOS) for r in results]
