@@ -49,6 +49,9 @@ _TINY_SAM = {
         "global_attn_indexes": [1],
         "output_channels": 32,
         "num_pos_feats": 16,
+        # transformers' SAM vision default is 1e-10 (it expects pretrained weights): a randomly initialised
+        # encoder would output a constant and barely train.
+        "initializer_range": 0.02,
     },
     "prompt_encoder_config": {"hidden_size": 32, "image_size": 128, "patch_size": 8, "mask_input_channels": 4},
     "mask_decoder_config": {
@@ -81,7 +84,7 @@ _TINY_GPT2 = {
 PRESETS: dict[str, dict[str, Any]] = {
     # distilgpt2 = GPT-2 with 6 layers; SamConfig() defaults are ViT-B; CLIP ViT-B/16 at 224 px.
     "paper": {
-        "sam_config": {},
+        "sam_config": {"vision_config": {"initializer_range": 0.02}},
         "vision_config": {"image_size": 224, "patch_size": 16},
         "text_config": {"n_layer": 6},
     },
