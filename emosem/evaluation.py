@@ -192,13 +192,16 @@ def write_evaluation(out_dir: str, predictions: Sequence[Prediction], metrics: d
     with open(paths["table"], "w", encoding="utf-8") as f:
         f.write(table + "\n")
     if overlays:
-        from .visualization import save_overlay
+        from .visualization import overlay
 
         overlay_dir = os.path.join(out_dir, "overlays")
         os.makedirs(overlay_dir, exist_ok=True)
         for i, p in enumerate(predictions[:overlays]):
-            save_overlay(p.image, p.saliency, p.saliency >= 0.5, p.emotion, p.explanation,
-                         os.path.join(overlay_dir, f"{i:04d}_{_safe_stem(p.painting)}_{p.emotion}.png"))
+            if p.image is None:
+                raise ValueError("overlays need the images: run predict_dataset with keep_images=True")
+            result = {"emotion": p.emotion, "saliency": p.saliency, "mask": p.saliency >= 0.5, "explanation": p.explanation,
+                      "score": getattr(p, "iou", None) or 0.0}  # the caption shows the IoU as the score
+            overlay(p.image, result).save(os.path.join(overlay_dir, f"{i:04d}_{_safe_stem(p.painting)}_{p.emotion}.png"))
     return paths
 
 
