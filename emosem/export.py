@@ -1,4 +1,4 @@
-"""Write a trained EmoSEM as a Hub folder: weights, code, processor and (when present) the pipeline."""
+"""Write a trained EmoSEM as a Hub folder: weights, code, processor and the pipeline."""
 
 from __future__ import annotations
 
@@ -6,13 +6,12 @@ import os
 
 
 def save_model_folder(model, processor, out_dir: str) -> None:
-    """save_pretrained of model and processor; the pipeline's own save_pretrained when the pipeline exists,
-    so `custom_pipelines` and `pipeline_emosem.py` land next to the weights."""
+    """Save through the pipeline's own save_pretrained, so that model, processor, `custom_pipelines` in
+    config.json and `pipeline_emosem.py` all land in `out_dir`: it then loads with `AutoModel`,
+    `AutoProcessor` and `pipeline("emotion-segmentation", model=out_dir, trust_remote_code=True)`."""
+    import modeling_emosem  # noqa: F401  (registers the task)
+    from transformers import pipeline
+
     os.makedirs(out_dir, exist_ok=True)
-    try:
-        from modeling_emosem.pipeline_emosem import save_pipeline
-    except ImportError:
-        model.save_pretrained(out_dir)
-        processor.save_pretrained(out_dir)
-        return
-    save_pipeline(model, processor, out_dir)
+    pipe = pipeline(task="emotion-segmentation", model=model, processor=processor)
+    pipe.save_pretrained(out_dir)

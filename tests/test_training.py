@@ -81,3 +81,29 @@ def test_non_finite_loss_stops_naming_the_step(tmp_path):
     cfg = tiny_run(tmp_path, "--model_overrides", "{dice_weight: .nan}")
     with pytest.raises(FloatingPointError, match=r"non-finite loss at step 1 \(epoch 0, batch 0\)"):
         train(cfg)
+
+
+def test_trained_folder_loads_as_a_pipeline_in_a_fresh_process(tmp_path):
+    import subprocess
+    import sys
+
+    train(tiny_run(tmp_path))
+    out = tmp_path / "run"
+    config = json.loads((out / "config.json").read_text())
+    assert "emotion-segmentation" in config["custom_pipelines"]
+    script = (
+        "import sys\n"
+        "from transformers import AutoModel, pipeline\n"
+        "from PIL import Image\n"
+        "pipe = pipeline('emotion-segmentation', model=sys.argv[1], trust_remote_code=True)\n"
+        "res = pipe(Image.new('RGB', (40, 30), (200, 10, 10)), emotions=['awe', 'fear'], seed=0)\n"
+        "assert [r['emotion'] for r in res] == ['awe', 'fear'] and res[0]['mask'].size == (40, 30)\n"
+        "AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True)\n"
+        "print('ok', type(pipe).__module__)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"))
+    result = subprocess.run([sys.executable, "-I", "-c", script, str(out)], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("ok transformers_modules")
