@@ -25,8 +25,13 @@ def _load(model: Any, device=None):
     return model  # an EmotionSegmentationPipeline already
 
 
+def _one_line(text: str | None) -> str:
+    return " ".join((text or "").split())
+
+
 def _results_text(results: list[dict]) -> str:
-    return "\n".join(f"{r['emotion']} (score {r['score']:.2f}): {r['explanation']}" for r in results)
+    """One line per emotion: `awe (score 0.62): explanation` (whitespace in the explanation collapsed)."""
+    return "\n".join(f"{r['emotion']} (score {r['score']:.2f}): {_one_line(r['explanation'])}" for r in results)
 
 
 def make_handler(pipe, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, max_pixels: int | None = None):
@@ -56,7 +61,10 @@ def make_handler(pipe, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, max_pixels:
             gallery = [(overlay(art, r), f"{r['emotion']} ({r['score']:.2f})") for r in results]
             return gallery, _results_text(results), f"Done: {len(results)} emotion(s) for {name}."
         except (ValueError, FileNotFoundError, OSError) as err:
-            message = str(err).replace(str(file_path), os.path.basename(str(file_path))) if file_path else str(err)
+            message = str(err)
+            if file_path:  # name the file as the user knows it, not by the server's temporary path
+                base = os.path.basename(str(file_path))
+                message = message.replace(repr(str(file_path)), base).replace(str(file_path), base)
             return [], "", f"Error: {message}"
 
     return run
