@@ -232,8 +232,11 @@ def test_web_demo_end_to_end_in_headless_chromium(pipe, tmp_path, monkeypatch):
     random_image(90, 150, seed=4).save(art)
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00 this is not an image")
+    huge = tmp_path / "huge.png"
+    random_image(300, 300, seed=5).save(huge)  # ~270 kB of noise, over the 0.1 MB limit below
+    assert huge.stat().st_size > 100_000 > art.stat().st_size
 
-    demo = build_demo(str(checkpoint))
+    demo = build_demo(str(checkpoint), max_upload_mb=0.1)
     port = _free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     browser = Chromium(shutil.which("chromium"))
@@ -245,6 +248,9 @@ def test_web_demo_end_to_end_in_headless_chromium(pipe, tmp_path, monkeypatch):
         status = _upload_and_run(browser, str(broken))
         assert status.startswith("Error: broken.png: cannot be decoded as an image"), status
         assert browser.eval(_TEXT) == ""
+        # An oversized upload: the same.
+        status = _upload_and_run(browser, str(huge))
+        assert status.startswith("Error: huge.png: the file is 0.") and "over the limit of 0.1 MB" in status, status
 
         # A real artwork, the default "all": eight overlays and eight explanations.
         status = _upload_and_run(browser, str(art))

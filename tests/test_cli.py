@@ -156,6 +156,14 @@ def test_evaluate_forwards_its_arguments(monkeypatch):
     assert cli.main(["evaluate"]) == 3
 
 
+def test_evaluate_reaches_the_real_evaluation_script(capsys):
+    pytest.importorskip("emosem.evaluation")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["evaluate", "--help"])
+    assert exit_info.value.code == 0
+    assert "emosem evaluate" in capsys.readouterr().out
+
+
 def test_demo_subcommand_launches_the_app(monkeypatch):
     import emosem.app
 
