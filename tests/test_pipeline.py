@@ -280,3 +280,13 @@ def test_saved_pipeline_loads_in_a_fresh_process_without_prior_import(tmp_path, 
             assert g["explanation"] == e["explanation"]
             assert g["score"] == pytest.approx(e["score"], abs=1e-5)
             assert g["saliency_sum"] == pytest.approx(float(e["saliency"].sum()), rel=1e-4)
+
+
+def test_registered_task_loads_a_plain_checkpoint_folder(tmp_path):
+    """A folder written by model/processor save_pretrained (no custom_pipelines): the task registered by
+    `import modeling_emosem` finds the model and the processor."""
+    tiny_model().save_pretrained(tmp_path)
+    tiny_processor().save_pretrained(tmp_path)
+    loaded = pipeline("emotion-segmentation", model=str(tmp_path))
+    assert isinstance(loaded, EmotionSegmentationPipeline)
+    _check_result(loaded(random_image(21, 34), emotions=["awe"]), (34, 21), ["awe"])
