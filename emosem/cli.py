@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--greedy", action="store_true", help="greedy decoding instead of nucleus sampling")
     predict.add_argument("--recursive", action="store_true", help="also look for images in sub-folders")
     predict.add_argument("--no-grid", dest="grid", action="store_false", help="do not write IMG_grid.png")
-    predict.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default cpu)")
+    predict.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: the first GPU if any, else cpu)")
 
     commands.add_parser(
         "evaluate",
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     demo.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     demo.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload in MB (default 20)")
-    demo.add_argument("--device", default=None, help="torch device (default cpu)")
+    demo.add_argument("--device", default=None, help="torch device (default: the first GPU if any, else cpu)")
     return parser
 
 

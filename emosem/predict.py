@@ -34,7 +34,7 @@ def load_pipeline(model: str | os.PathLike, device: str | int | None = None, **p
     """An `EmotionSegmentationPipeline` for a checkpoint folder (or Hub repo id) written by `save_pretrained`.
 
     Uses the installed `modeling_emosem` classes (no `trust_remote_code` needed); the folder must hold the
-    model and the processor (`processor_config.json`).
+    model and the processor (`processor_config.json`). `device` None: the first GPU if there is one, else CPU.
     """
     from modeling_emosem import EmoSEMModel, EmoSEMProcessor, EmotionSegmentationPipeline
 
@@ -52,7 +52,7 @@ def load_pipeline(model: str | os.PathLike, device: str | int | None = None, **p
     except (OSError, ValueError) as err:
         raise FileNotFoundError(f"{path}: no EmoSEM processor saved with the model ({err})") from err
     return EmotionSegmentationPipeline(
-        model=emosem, processor=processor, task="emotion-segmentation", device=-1 if device is None else device,
+        model=emosem, processor=processor, task="emotion-segmentation", device=device,
         **pipeline_kwargs,
     )
 
