@@ -164,7 +164,12 @@ class Chromium:
     def wait_for(self, expression: str, timeout: float = 60.0):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            value = self.eval(expression)
+            try:
+                value = self.eval(expression)
+            except RuntimeError as err:  # the page is between two documents (a reload): ask again
+                if "navigated or closed" not in str(err) and "context" not in str(err).lower():
+                    raise
+                value = None
             if value:
                 return value
             time.sleep(0.1)
@@ -215,8 +220,12 @@ _IMAGES = (
 
 def _upload_and_run(browser: Chromium, path: str):
     # A fresh page for each upload: the same state a user starts from.
-    browser.eval("location.reload()")
-    browser.wait_for("!!document.querySelector('#artwork input[type=file]') && !!document.querySelector('#run')")
+    try:
+        browser.eval("window.__stale = true; setTimeout(() => location.reload(), 0)")
+    except RuntimeError:
+        pass  # the reply may lose the race with the navigation
+    browser.wait_for("!window.__stale && !!document.querySelector('#artwork input[type=file]')"
+                     " && !!document.querySelector('#run')")
     browser.set_file("#artwork input[type=file]", path)
     browser.wait_for(_UPLOADED.format(name=os.path.splitext(os.path.basename(path))[0]))  # shown as stem + ext
     browser.eval("document.querySelector('#run').click()")
