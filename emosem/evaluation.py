@@ -65,6 +65,7 @@ def predict_dataset(
     do_sample: bool | None = None,
     keep_images: bool = True,
     progress: bool = True,
+    feature_cache=None,
 ) -> list[Prediction]:
     """Segment and explain every row of `dataset` (rows with `image`, `emotion`, optionally `mask`,
     `utterances`/`explanation`, `painting`).
@@ -72,25 +73,44 @@ def predict_dataset(
     `emotion_offset` asks about emotion (e + offset) mod 8 instead of the annotated e: a model that
     really listens to the emotion then misses the annotated stimulus (the conditioning check).
     Row i samples with seed `seed + i`.
+
+    `feature_cache`: a `emosem.feature_cache.FeatureCache` of `dataset` (or its folder, verified against the
+    model, processor and dataset): the image encoders are skipped, and images are decoded only for `keep_images`.
     """
     model.eval()
     names = _emotion_names(dataset)
     n = len(dataset) if max_samples is None else min(max_samples, len(dataset))
     device = next(model.parameters()).device
+    if feature_cache is not None and not hasattr(feature_cache, "load"):
+        from .feature_cache import open_feature_cache
+
+        feature_cache = open_feature_cache(feature_cache, model, processor, dataset, role="eval")
+    rows_source = dataset
+    if feature_cache is not None and not keep_images and "image" in getattr(dataset, "column_names", []):
+        rows_source = dataset.remove_columns(["image"])  # cached features: nothing needs the pixels
     out: list[Prediction] = []
     bar = tqdm(total=n, desc="evaluating", unit="img", disable=not progress)
     for start in range(0, n, batch_size):
-        rows = [dataset[i] for i in range(start, min(start + batch_size, n))]
+        rows = [rows_source[i] for i in range(start, min(start + batch_size, n))]
         targets = [names[r["emotion"]] if not isinstance(r["emotion"], str) else r["emotion"] for r in rows]
         asked = [EMOTIONS[(EMOTIONS.index(t) + emotion_offset) % len(EMOTIONS)] for t in targets]
-        batch = processor(images=[r["image"] for r in rows], emotions=asked)
+        if feature_cache is None:
+            batch = processor(images=[r["image"] for r in rows], emotions=asked)
+            inputs = {"pixel_values": batch["pixel_values"].to(device, model.dtype),
+                      "clip_pixel_values": batch["clip_pixel_values"].to(device, model.dtype)}
+        else:
+            batch = dict(processor(emotions=asked))
+            slots = [feature_cache.slot(start + i, r.get("painting")) for i, r in enumerate(rows)]
+            cached = feature_cache.load(slots)
+            batch.update(original_sizes=cached["original_sizes"], reshaped_input_sizes=cached["reshaped_input_sizes"])
+            inputs = {"image_embeddings": cached["image_embeddings"].to(device, model.dtype),
+                      "clip_features": cached["clip_features"].to(device, model.dtype)}
         gen = model.segment_and_explain(
             emotion_ids=batch["emotion_ids"].to(device),
             prompt_input_ids=batch["prompt_input_ids"].to(device),
-            pixel_values=batch["pixel_values"].to(device, model.dtype),
-            clip_pixel_values=batch["clip_pixel_values"].to(device, model.dtype),
             do_sample=do_sample,
             seeds=[seed + start + i for i in range(len(rows))],
+            **inputs,
         )
         saliency = processor.post_process_masks(gen.pred_masks.float().cpu(), batch["original_sizes"], batch["reshaped_input_sizes"])
         texts = processor.batch_decode(gen.sequences.cpu())
@@ -242,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-text-metrics", action="store_true", help="skip BLEU/METEOR/ROUGE-L")
     p.add_argument("--threshold", type=float, default=0.35)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--feature-cache", "--feature_cache", dest="feature_cache",
+                   help="cached SAM/CLIP features of this evaluation set (examples/cache_features.py): DIR or DIR/eval")
     p.add_argument("--overlays", type=int, default=0, help="save this many overlay PNGs")
     p.add_argument("--out", required=True, help="output folder")
     return p
@@ -254,9 +276,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
     model = AutoModel.from_pretrained(args.model, trust_remote_code=True).to(args.device).eval()
     processor = AutoProcessor.from_pretrained(args.model, trust_remote_code=True)
     dataset = _load_eval_dataset(args)
+    cache = None
+    if args.feature_cache:
+        from .feature_cache import open_feature_cache
+
+        cache = open_feature_cache(args.feature_cache, model, processor, dataset, role="eval")
     predictions = predict_dataset(model, processor, dataset, batch_size=args.batch_size, seed=args.seed,
                                   emotion_offset=args.emotion_offset, max_samples=args.max_samples,
-                                  do_sample=False if args.greedy else None)
+                                  do_sample=False if args.greedy else None, feature_cache=cache,
+                                  keep_images=cache is None or bool(args.clip_model or args.overlays))
     elements = None
     if args.dataset == "synthetic":
         from datasets_emosem import SYNTHETIC_ELEMENTS as elements

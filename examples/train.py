@@ -3,9 +3,12 @@
     accelerate launch examples/train.py --config examples/configs/quickstart.yaml
     accelerate launch examples/train.py --config examples/configs/paper.yaml --artemis_csv ... --image_root ...
     accelerate launch examples/train.py --config examples/configs/quickstart.yaml --resume latest
+    python examples/cache_features.py --config examples/configs/paper.yaml --out cache/paper
+    accelerate launch examples/train.py --config examples/configs/paper.yaml --feature_cache cache/paper
 
 Any configuration key can be overridden as `--key value` (dotted keys reach into dicts:
-`--synthetic.n 400`). See emosem/training/config.py for every key.
+`--synthetic.n 400`; `--feature-cache` and `--feature_cache` are the same key). See
+emosem/training/config.py for every key.
 """
 
 import os

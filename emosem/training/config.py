@@ -33,6 +33,9 @@ class TrainConfig:
     on_missing: str = "error"  # error | skip
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
+    # Precomputed SAM/CLIP features (examples/cache_features.py): DIR/train (and DIR/eval) or one cache folder.
+    # Only for frozen encoders (trainable_modules without image_encoder and clip).
+    feature_cache: str | None = None
     # ---- optimisation (paper, appendix A)
     epochs: int = 10
     max_steps: int | None = None  # optimizer steps; overrides epochs when set

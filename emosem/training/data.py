@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import torch
+from torch.utils.data import DataLoader
+
 from modeling_emosem import EMOTIONS, EmoSEMConfig, EmoSEMModel, EmoSEMProcessor
 
 from .config import TrainConfig
@@ -54,3 +57,44 @@ def build_datasets(cfg: TrainConfig):
         evaluation = evaluation.select(range(min(cfg.max_eval_samples, len(evaluation))))
     names = list(getattr(train.features["emotion"], "names", EMOTIONS))
     return train, evaluation, names, elements
+
+
+_NOT_MODEL_INPUTS = ("original_sizes", "reshaped_input_sizes")
+
+
+def build_train_loader(cfg: TrainConfig, model: EmoSEMModel, processor: EmoSEMProcessor, train_rows, emotion_names) -> DataLoader:
+    """The training DataLoader: processor pixels, or cached encoder features when `cfg.feature_cache` is set.
+
+    Both read the rows in the same seeded order and give the model the same tensors, except that the cached
+    path passes `image_embeddings` / `clip_features` (cast to the model's dtype) instead of pixels.
+    """
+    if cfg.feature_cache:
+        from ..feature_cache import CachedRows, check_frozen_encoders, make_cached_collate_fn, open_feature_cache
+
+        check_frozen_encoders(model)
+        cache = open_feature_cache(cfg.feature_cache, model, processor, train_rows, role="train")
+        data = CachedRows(train_rows, cache)
+        collate_rows = make_cached_collate_fn(processor, emotion_names, dtype=model.dtype)
+    else:
+        from datasets_emosem import make_collate_fn
+
+        data = train_rows
+        collate_rows = make_collate_fn(processor, emotion_names=emotion_names)
+
+    def collate(rows):
+        batch = collate_rows(rows)
+        return {k: v for k, v in batch.items() if k not in _NOT_MODEL_INPUTS}
+
+    return DataLoader(data, batch_size=cfg.per_device_batch_size, shuffle=True, collate_fn=collate,
+                      num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed))
+
+
+def open_eval_cache(cfg: TrainConfig, model: EmoSEMModel, processor: EmoSEMProcessor, eval_rows):
+    """The evaluation rows' feature cache (`<feature_cache>/eval`), or None (evaluate from pixels)."""
+    if not cfg.feature_cache or eval_rows is None:
+        return None
+    from ..feature_cache import open_feature_cache, resolve_cache_dir
+
+    if resolve_cache_dir(cfg.feature_cache, "eval") in (None, resolve_cache_dir(cfg.feature_cache, "train")):
+        return None
+    return open_feature_cache(cfg.feature_cache, model, processor, eval_rows, role="eval")

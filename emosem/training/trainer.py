@@ -15,15 +15,11 @@ import os
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, ProjectConfiguration, gather_object, set_seed
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .checkpoints import list_checkpoints, load_trainer_state, resolve_resume, save_checkpoint
 from .config import TrainConfig
-from .data import build_datasets, build_model_and_processor
-
-_NOT_MODEL_INPUTS = ("original_sizes", "reshaped_input_sizes")
-
+from .data import build_datasets, build_model_and_processor, build_train_loader, open_eval_cache
 
 def _trackers(report_to: str):
     if report_to in (None, "none", ""):
@@ -56,11 +52,11 @@ class _JsonlLog:
                 f.write(json.dumps(record, default=float) + "\n")
 
 
-def _evaluate(cfg: TrainConfig, model, processor, dataset, elements, epoch: int, step: int) -> dict:
+def _evaluate(cfg: TrainConfig, model, processor, dataset, elements, epoch: int, step: int, feature_cache=None) -> dict:
     from ..evaluation import predict_dataset, score_predictions
 
     predictions = predict_dataset(model, processor, dataset, batch_size=cfg.eval_batch_size, seed=cfg.eval_seed,
-                                  progress=False, keep_images=bool(cfg.clip_model))
+                                  progress=False, keep_images=bool(cfg.clip_model), feature_cache=feature_cache)
     metrics = score_predictions(predictions, judge=cfg.judge, clip_model=cfg.clip_model,
                                 text_metrics=cfg.eval_text_metrics, synthetic_elements=elements)
     model.train()
@@ -88,16 +84,9 @@ def train(cfg: TrainConfig) -> dict:
 
     model, processor = build_model_and_processor(cfg)
     train_rows, eval_rows, emotion_names, elements = build_datasets(cfg)
-    from datasets_emosem import make_collate_fn
-
-    collate_rows = make_collate_fn(processor, emotion_names=emotion_names)
-
-    def collate(rows):
-        batch = collate_rows(rows)
-        return {k: v for k, v in batch.items() if k not in _NOT_MODEL_INPUTS}
-
-    loader = DataLoader(train_rows, batch_size=cfg.per_device_batch_size, shuffle=True, collate_fn=collate,
-                        num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed))
+    # Pixels through the encoders, or (cfg.feature_cache) their cached outputs; same batches either way.
+    loader = build_train_loader(cfg, model, processor, train_rows, emotion_names)
+    eval_cache = open_eval_cache(cfg, model, processor, eval_rows)
     from .optim import build_optimizer_and_scheduler
 
     # The schedule counts optimizer steps of this run, per process (prepare() shards the loader first).
@@ -172,7 +161,8 @@ def train(cfg: TrainConfig) -> dict:
                 break
         # Every epoch, and once more at the end if the run stopped mid-epoch (all ranks decide alike).
         if eval_rows is not None and (cfg.eval_every_epoch or global_step >= total_steps) and evaluated_at != global_step:
-            last_eval = _evaluate_on_main(accelerator, cfg, model, processor, eval_rows, elements, epoch, global_step)
+            last_eval = _evaluate_on_main(accelerator, cfg, model, processor, eval_rows, elements, epoch, global_step,
+                                          eval_cache)
             evaluated_at = global_step
             if main:
                 history.append(last_eval)
@@ -198,11 +188,11 @@ def train(cfg: TrainConfig) -> dict:
     return summary
 
 
-def _evaluate_on_main(accelerator, cfg, model, processor, rows, elements, epoch, step):
+def _evaluate_on_main(accelerator, cfg, model, processor, rows, elements, epoch, step, feature_cache=None):
     """Evaluation runs on the main process (others wait): metrics need every prediction in one place."""
     result = None
     if accelerator.is_main_process:
-        result = _evaluate(cfg, accelerator.unwrap_model(model), processor, rows, elements, epoch, step)
+        result = _evaluate(cfg, accelerator.unwrap_model(model), processor, rows, elements, epoch, step, feature_cache)
     accelerator.wait_for_everyone()
     return result
 
