@@ -9,8 +9,8 @@ Every result dict has
 
 - ``emotion`` (`str`): the emotion's name.
 - ``score`` (`float` in [0, 1]): the model's confidence that the emotion's stimulus is where the mask says:
-  the mean saliency over the pixels of ``mask`` (0.0 when the mask is empty, i.e. no pixel reaches
-  ``threshold``).
+  the mean saliency over the pixels of ``mask`` (0.0 when the mask is empty, i.e. no pixel's saliency
+  exceeds ``threshold``).
 - ``mask`` (`PIL.Image`, mode "L", the original image size): 255 where ``saliency > threshold``, else 0.
 - ``saliency`` (`np.ndarray`, float32, shape (height, width), values in [0, 1]): sigmoid of the saliency logits,
   mapped back through SAM's resize-and-pad to the original image size.
