@@ -52,7 +52,7 @@ def _choose(
 def decode_explanations(
     language_model: nn.Module,
     prefix_embeds: torch.Tensor,
-    encoder_hidden_states: torch.Tensor,
+    encoder_hidden_states: torch.Tensor | None,
     eos_token_id: int,
     max_new_tokens: int = 25,
     do_sample: bool = True,
@@ -63,9 +63,10 @@ def decode_explanations(
     """Generate explanation tokens after the prefix.
 
     Args:
-        language_model: a GPT-2 LM head model with cross-attention.
-        prefix_embeds: `(N, L_f, D)` prefix tokens f (the generation starts right after them).
-        encoder_hidden_states: `(N, S, D)` CLIP features for the cross-attention.
+        language_model: a causal LM: GPT-2 with cross-attention, GPT-2 (SCAbase), or LLaVA (EmoSEM-LLaVA).
+        prefix_embeds: `(N, L_f, D)` prefix tokens f (the generation starts right after them); for LLaVA
+            `[image tokens, f]`.
+        encoder_hidden_states: `(N, S, D)` CLIP features for the cross-attention, or None (no cross-attention).
         seeds: one seed per row for sampling, or None to use the global RNG.
     Returns:
         `(N, T)` token ids, T <= max_new_tokens; rows that finished early are padded with `eos_token_id`
@@ -77,7 +78,8 @@ def decode_explanations(
         if len(seeds) != n:
             raise ValueError(f"seeds: expected {n} seeds (one per row), got {len(seeds)}")
         generators = [torch.Generator(device=prefix_embeds.device).manual_seed(int(s)) for s in seeds]
-    out = language_model(inputs_embeds=prefix_embeds, encoder_hidden_states=encoder_hidden_states, use_cache=True)
+    extra = {} if encoder_hidden_states is None else {"encoder_hidden_states": encoder_hidden_states}
+    out = language_model(inputs_embeds=prefix_embeds, use_cache=True, **extra)
     past, logits = out.past_key_values, out.logits[:, -1]
     finished = torch.zeros(n, dtype=torch.bool, device=prefix_embeds.device)
     tokens = []
@@ -91,8 +93,8 @@ def decode_explanations(
         out = language_model(
             input_ids=next_tokens[:, None],
             past_key_values=past,
-            encoder_hidden_states=encoder_hidden_states,
             use_cache=True,
+            **extra,
         )
         past, logits = out.past_key_values, out.logits[:, -1]
     if not tokens:

@@ -21,6 +21,9 @@ from .configuration_emosem import EMOTIONS, EmoSEMConfig
 from .image_utils_emosem import load_image
 from .tokenizer_emosem import build_tiny_tokenizer
 
+# Tokenizers of the paper-size presets (Hub ids).
+_PRESET_TOKENIZERS = {"paper": "distilgpt2", "sca": "gpt2", "llava": "llava-hf/llava-1.5-7b-hf"}
+
 
 class EmoSEMProcessor(ProcessorMixin):
     r"""
@@ -28,7 +31,9 @@ class EmoSEMProcessor(ProcessorMixin):
 
     Args:
         image_processor (`SamImageProcessor`): SAM preprocessing (resize longest side, normalise, pad).
-        clip_image_processor (`CLIPImageProcessor`): CLIP preprocessing for the explainer's cross-attention.
+        clip_image_processor (`CLIPImageProcessor`): CLIP preprocessing for the explainer's image input: the
+            cross-attention's CLIP (EmoSEM), or LLaVA's own vision tower (EmoSEM-LLaVA: LLaVA's CLIP processor,
+            at its image size, e.g. 336 px). SCAbase ignores `clip_pixel_values`.
         tokenizer: the language model's tokenizer (emotional prompts and explanations).
         emotions (`list[str]`): emotion names; index = emotion id.
         prompt_template (`str`): the emotional prompt, with ``{emotion}``.
@@ -79,23 +84,36 @@ class EmoSEMProcessor(ProcessorMixin):
 
     @classmethod
     def from_preset(cls, name: str, tokenizer=None, **config_overrides) -> "EmoSEMProcessor":
-        """``"tiny"`` builds its tokenizer locally (offline); ``"paper"`` loads distilgpt2's unless given."""
+        """Tiny presets (``"tiny"``, ``"llava-tiny"``, ``"sca-tiny"``) build their tokenizer locally (offline);
+        ``"paper"`` loads distilgpt2's, ``"sca"`` gpt2's and ``"llava"`` llava-1.5-7b's, unless given."""
         config = EmoSEMConfig.from_preset(name, **config_overrides)
         if tokenizer is None:
-            if name == "tiny":
-                tokenizer = build_tiny_tokenizer(config.text_config.vocab_size, config.emotions)
+            if name == "tiny" or name.endswith("-tiny"):
+                tokenizer = build_tiny_tokenizer(config.language_model_config.vocab_size, config.emotions)
             else:
-                tokenizer = AutoTokenizer.from_pretrained("distilgpt2")
+                tokenizer = AutoTokenizer.from_pretrained(_PRESET_TOKENIZERS.get(name, "distilgpt2"))
         return cls.from_config(config, tokenizer=tokenizer)
 
     @classmethod
-    def from_components(cls, sam: str, clip: str, language_model: str, config: EmoSEMConfig | None = None, **kwargs):
+    def from_components(
+        cls, sam: str, clip: str | None = None, language_model: str = "distilgpt2", config: EmoSEMConfig | None = None,
+        **kwargs,
+    ):
         """Load the three public preprocessors (e.g. facebook/sam-vit-base, openai/clip-vit-base-patch16,
-        distilgpt2) or local folders of the same form."""
+        distilgpt2) or local folders of the same form. For EmoSEM-LLaVA (a LLaVA `language_model`, e.g.
+        llava-hf/llava-1.5-7b-hf), the image processor for LLaVA's vision tower and the tokenizer both come
+        from the LLaVA folder; ``clip`` is not needed. SCAbase without ``clip`` uses CLIP's default preprocessing
+        (its pixels are not read)."""
         from transformers import AutoImageProcessor
 
         image_processor = SamImageProcessor.from_pretrained(sam, **kwargs)
-        clip_image_processor = AutoImageProcessor.from_pretrained(clip, **kwargs)
+        if config is not None and config.explainer == "llava":
+            clip = language_model
+        if clip is not None:
+            clip_image_processor = AutoImageProcessor.from_pretrained(clip, **kwargs)
+        else:
+            c = config.clip_image_size if config is not None else 224
+            clip_image_processor = CLIPImageProcessor(size={"shortest_edge": c}, crop_size={"height": c, "width": c})
         tokenizer = AutoTokenizer.from_pretrained(language_model, **kwargs)
         extra = {}
         if config is not None:
