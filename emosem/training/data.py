@@ -22,7 +22,9 @@ def build_model_and_processor(cfg: TrainConfig) -> tuple[EmoSEMModel, EmoSEMProc
         return model, AutoProcessor.from_pretrained(cfg.init_from, trust_remote_code=True)
     if cfg.components:
         model = EmoSEMModel.from_pretrained_components(**cfg.components, **cfg.model_overrides)
-        processor = EmoSEMProcessor.from_components(**cfg.components, config=model.config)
+        # (variants) loading options such as load_in_4bit / language_model_dtype are for the model only
+        names = {k: v for k, v in cfg.components.items() if k in ("sam", "clip", "language_model")}
+        processor = EmoSEMProcessor.from_components(**names, config=model.config)
         return model, processor
     config = EmoSEMConfig.from_preset(cfg.preset, **cfg.model_overrides)
     model = EmoSEMModel(config)
