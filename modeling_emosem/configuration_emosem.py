@@ -132,6 +132,9 @@ _TINY_LLAVA = {
         "num_attention_heads": 2,
         "num_key_value_heads": 2,
         "max_position_embeddings": 128,
+        # A random, frozen (LoRA-only) LM head at std 0.02 caps logits near +-0.6 in 32 dimensions: nothing could
+        # be learnt. 0.2 leaves the tiny model room to learn explanations through LoRA (quickstart, tests).
+        "initializer_range": 0.2,
         "bos_token_id": 0,
         "eos_token_id": 0,
         "pad_token_id": 0,
@@ -346,6 +349,30 @@ class EmoSEMConfig(PreTrainedConfig):
         if self.explainer == "llava":
             return "llava"
         return "clip" if self.bridge == "prefix_adapter" else None
+
+    @property
+    def variant_name(self) -> str:
+        """"EmoSEM", "EmoSEM-LLaVA" or "SCAbase" (the paper's names)."""
+        if self.explainer == "llava":
+            return "EmoSEM-LLaVA"
+        return "SCAbase" if self.bridge == "sca_mixer" else "EmoSEM"
+
+    def describe_backbones(self) -> str:
+        """One line naming the backbones and their sizes (model cards)."""
+        sam = self.sam_config.vision_config
+        parts = [f"SAM ViT ({sam.hidden_size}-d, {sam.num_hidden_layers} layers)"]
+        if self.explainer == "llava":
+            vis, lm = self.text_config.vision_config, self.language_model_config
+            parts.append(f"LLaVA: CLIP ViT ({vis.hidden_size}-d, patch {vis.patch_size}, {vis.image_size} px) + "
+                         f"{lm.model_type} ({lm.num_hidden_layers} layers, {lm.hidden_size}-d)"
+                         + (f", LoRA r={self.lora_rank} on {'/'.join(self.lora_target_modules)}" if self.uses_lora else ""))
+        elif self.bridge == "sca_mixer":
+            parts.append(f"SCA text feature mixer ({self.sca_num_layers} layers)")
+            parts.append(f"GPT-2 ({self.text_config.n_layer} layers, {self.text_config.n_embd}-d), no cross-attention")
+        else:
+            parts.append(f"CLIP ViT ({self.vision_config.hidden_size}-d, patch {self.vision_config.patch_size})")
+            parts.append(f"GPT-2 ({self.text_config.n_layer} layers, {self.text_config.n_embd}-d) with cross-attention")
+        return ", ".join(parts)
 
     @property
     def num_emotions(self) -> int:

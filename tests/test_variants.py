@@ -269,3 +269,16 @@ def test_readme_variants_table_is_measured():
     readme = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
     assert "## Variants" in readme
     assert count_parameters.markdown(numbers) in readme.split("## Variants", 1)[1]
+
+
+def test_pipeline_runs_both_variants(tmp_path):
+    from transformers import pipeline
+
+    for preset in VARIANTS:
+        model(preset).eval().save_pretrained(tmp_path / preset)
+        processor(preset).save_pretrained(tmp_path / preset)
+        pipe = pipeline("emotion-segmentation", model=str(tmp_path / preset), trust_remote_code=True)
+        images = [random_image(), random_image(60, 90, seed=2)]
+        out = pipe(images, emotions=["awe", "fear"], batch_size=2)
+        assert len(out) == 2 and [r["emotion"] for r in out[1]] == ["awe", "fear"]
+        assert out[1][0]["mask"].size == (90, 60) and isinstance(out[1][0]["explanation"], str)

@@ -30,7 +30,7 @@ def test_variant_quickstart_lowers_both_losses_and_evaluates(tmp_path, variant):
     env, out = _env(tmp_path), tmp_path / "run"
     config = os.path.join(REPO, "examples", "configs", f"{variant}_quickstart.yaml")
     cmd = [sys.executable, TRAIN, "--config", config, "--synthetic", "{n: 240, seed: 3, image_size: 64}",
-           "--per_device_batch_size", "8", "--max_steps", "40", "--log_every", "2", "--eval_every_epoch", "false",
+           "--per_device_batch_size", "8", "--max_steps", "100", "--log_every", "5", "--eval_every_epoch", "false",
            "--eval_text_metrics", "false", "--checkpoint_every", "0", "--report_to", "none", "--output_dir", str(out)]
     run = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=1200)
     assert run.returncode == 0, run.stderr[-3000:]

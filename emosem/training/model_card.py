@@ -24,15 +24,13 @@ def render_model_card(cfg, model, metrics: dict | None, template: str | os.PathL
     else:
         datasets = ["artemis"] + (["apolo"] if cfg.apolo_root else [])
         evaluated_on = f"APOLO {cfg.apolo_split}" if cfg.apolo_root else "not evaluated"
-    base = list(cfg.components.values()) if cfg.components else ([cfg.init_from] if cfg.init_from else [])
+    # (variants) checkpoint names only: components may also hold loading options (load_in_4bit, dtype)
+    checkpoints = [v for k, v in (cfg.components or {}).items() if k in ("sam", "clip", "language_model")]
+    base = checkpoints if cfg.components else ([cfg.init_from] if cfg.init_from else [])
     c = model.config
-    backbones = (
-        f"SAM ViT ({c.sam_config.vision_config.hidden_size}-d, {c.sam_config.vision_config.num_hidden_layers} layers), "
-        f"CLIP ViT ({c.vision_config.hidden_size}-d, patch {c.vision_config.patch_size}), "
-        f"GPT-2 ({c.text_config.n_layer} layers, {c.text_config.n_embd}-d) with cross-attention"
-    )
+    backbones = c.describe_backbones()  # EmoSEM, EmoSEM-LLaVA or SCAbase
     if metrics:
-        table = f"Evaluated on {evaluated_on}.\n\n" + format_table1_markdown({c.paradigm + "-mask EmoSEM": table1_row(metrics)})
+        table = f"Evaluated on {evaluated_on}.\n\n" + format_table1_markdown({f"{c.paradigm}-mask {c.variant_name}": table1_row(metrics)})
         extras = {k: metrics[k] for k in ("element_mention_rate", "seg_mean_iou", "num_scored") if k in metrics}
         if extras:
             table += "\n\n" + "\n".join(f"- {k}: {v:.4g}" if isinstance(v, float) else f"- {k}: {v}" for k, v in extras.items())
@@ -41,7 +39,7 @@ def render_model_card(cfg, model, metrics: dict | None, template: str | os.PathL
     values = {
         "datasets_yaml": _yaml_list(datasets),
         "base_models_yaml": _yaml_list(base),
-        "model_name": f"EmoSEM ({cfg.preset if not cfg.components else 'paper'} preset, {c.paradigm}-mask)",
+        "model_name": f"{c.variant_name} ({cfg.preset if not cfg.components else 'paper'} preset, {c.paradigm}-mask)",
         "paradigm": {"single": "Single-Mask", "multi": "Multi-Masks"}[c.paradigm],
         "num_parameters": f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M",
         "backbones": backbones,
