@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageOps
 
+from modeling_emosem.image_utils_emosem import MAX_ASPECT_RATIO  # what the processor refuses
+
 __all__ = [
     "open_rgb",
     "image_size",
@@ -62,11 +64,33 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     return w, h
 
 
+_JPEG_TAIL = 1 << 16
+
+
+def _jpeg_is_complete(path: str | os.PathLike) -> bool:
+    """A JPEG ends with the end-of-image marker FF D9 (some writers append a little data after it). PIL's
+    ``verify()`` does not decode JPEG data, so a file cut short by a broken copy would otherwise pass."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - _JPEG_TAIL))
+        return b"\xff\xd9" in f.read()
+
+
 def verify_image(path: str | os.PathLike) -> str | None:
-    """Return ``None`` if ``path`` is an existing, decodable image, else a short reason."""
+    """Return ``None`` if ``path`` is an existing, decodable image, else a short reason.
+
+    Cheap (no full decode): PIL's ``verify()`` (PNG checksums, headers), an end-of-image marker for JPEG,
+    the decompression-bomb limit and the aspect ratio the processor accepts.
+    """
     try:
         with Image.open(path) as img:
+            fmt, (w, h) = img.format, img.size
             img.verify()
+        if fmt == "JPEG" and not _jpeg_is_complete(path):
+            return "undecodable (truncated JPEG: no end-of-image marker)"
+        if w < 1 or h < 1 or max(w, h) / min(w, h) > MAX_ASPECT_RATIO:
+            return f"unusable ({w}x{h} pixels: aspect ratio over {MAX_ASPECT_RATIO:g}:1)"
     except FileNotFoundError:
         return "missing"
     except Exception as e:  # PIL raises many types (UnidentifiedImageError, SyntaxError, OSError...)

@@ -12,6 +12,21 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+# Wider (or taller) images are refused: SAM's resize would give a side of 0 pixels, and CLIP's shortest-side
+# resize would blow a 1 x 40000 strip up to gigabytes. Real artworks (even hand scrolls) stay far below.
+MAX_ASPECT_RATIO = 100.0
+
+
+def check_aspect_ratio(width: int, height: int, label: str, max_aspect_ratio: float | None = MAX_ASPECT_RATIO) -> None:
+    """Raise ValueError naming `label` when the image is empty or more than `max_aspect_ratio` : 1."""
+    if width < 1 or height < 1:
+        raise ValueError(f"{label}: the image is empty ({width}x{height} pixels)")
+    if max_aspect_ratio is not None and max(width, height) / min(width, height) > max_aspect_ratio:
+        raise ValueError(
+            f"{label}: refused, {width}x{height} pixels has an aspect ratio over {max_aspect_ratio:g}:1 "
+            "(too thin to segment)"
+        )
+
 
 def _describe(image: Any, name: str | None) -> str:
     if name:
@@ -70,13 +85,20 @@ def _array_to_pil(array: np.ndarray, label: str) -> Image.Image:
     return Image.fromarray(array)
 
 
-def load_image(image: Any, name: str | None = None) -> Image.Image:
+def load_image(image: Any, name: str | None = None, max_aspect_ratio: float | None = MAX_ASPECT_RATIO) -> Image.Image:
     """Open `image` (path, PIL image, numpy array or torch tensor) as upright RGB.
 
     Raises:
         FileNotFoundError: the path does not exist.
-        ValueError: the file is not a decodable image, is a decompression bomb, or the array has a bad shape.
+        ValueError: the file is not a decodable image, is a decompression bomb, the array has a bad shape, or the
+            image is thinner than 1 : `max_aspect_ratio` (None: no limit).
     """
+    rgb = _load_image(image, name)
+    check_aspect_ratio(rgb.width, rgb.height, _describe(image, name), max_aspect_ratio)
+    return rgb
+
+
+def _load_image(image: Any, name: str | None = None) -> Image.Image:
     label = _describe(image, name)
     if isinstance(image, (str, os.PathLike)):
         path = os.fspath(image)
