@@ -156,6 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"emosem {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # e.g. predict's OutputWriteError: a full disk, named by file
+        print(f"emosem {args.command}: error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

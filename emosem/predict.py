@@ -12,14 +12,21 @@ For an image `art/starry.jpg` the output folder gets
 - `starry_<emotion>_mask.png`: the binary mask at the image's size (mode "L", 0/255);
 - `starry_grid.png`: all requested emotions side by side (when there are several).
 
-Images with the same file stem get `-2`, `-3`, ... appended. A file that cannot be read is reported (by path)
-and skipped; the others are still written.
+Images with the same file stem get `-2`, `-3`, ... appended. Output names are sanitised (only letters, digits,
+`-`, `_` and `.`, no leading dot, at most `MAX_STEM` characters), so a file name never leads outside `out/`.
+A file that cannot be read is reported (by path) and skipped; the others are still written.
+
+Every output file is written to a temporary name in `out/` and renamed into place, so a crash or a full disk
+never leaves a partial file under its final name; a write failure (e.g. no space left on the device) raises
+`OutputWriteError` (an `OSError`) naming the file, and stops the run.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +35,39 @@ from typing import Any
 import numpy as np
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+# Longest output stem: with `_<emotion>_mask.png` and a `-N` suffix, names stay far below the 255-byte limit.
+MAX_STEM = 100
+
+
+class OutputWriteError(OSError):
+    """An output file could not be written (full disk, read-only folder, ...); `filename` is the file."""
+
+
+def _write_atomic(path: Path, write) -> None:
+    """`write(file_object)` into a temporary file next to `path`, fsync, rename to `path`. On failure the temporary
+    file is removed and `OutputWriteError` names `path` (and says so when the disk is full)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:50]}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        if isinstance(err, OutputWriteError):
+            raise
+        reason = "no space left on the device" if err.errno == errno.ENOSPC else (err.strerror or str(err))
+        raise OutputWriteError(err.errno, f"{path}: cannot write the output file ({reason})", str(path)) from err
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def load_pipeline(model: str | os.PathLike, device: str | int | None = None, **pipeline_kwargs):
@@ -36,6 +76,7 @@ def load_pipeline(model: str | os.PathLike, device: str | int | None = None, **p
     Uses the installed `modeling_emosem` classes (no `trust_remote_code` needed); the folder must hold the
     model and the processor (`processor_config.json`). `device` None: the first GPU if there is one, else CPU.
     """
+    from emosem.integrity import check_model_folder
     from modeling_emosem import EmoSEMModel, EmoSEMProcessor, EmotionSegmentationPipeline
 
     path = os.fspath(model)
@@ -43,6 +84,7 @@ def load_pipeline(model: str | os.PathLike, device: str | int | None = None, **p
         raise FileNotFoundError(f"{path}: not an EmoSEM checkpoint folder (no config.json)")
     if not os.path.exists(path) and (path.startswith((".", "/", "~")) or path.count("/") > 1):
         raise FileNotFoundError(f"{path}: no such model folder")
+    check_model_folder(path)  # a truncated / damaged weights file: CorruptFileError naming it
     try:
         emosem = EmoSEMModel.from_pretrained(path).eval()
     except OSError as err:
@@ -83,7 +125,8 @@ def _unique_stems(paths: Sequence[Path]) -> list[str]:
     seen: dict[str, int] = {}
     stems = []
     for path in paths:
-        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in path.stem) or "image"
+        stem = "".join(c if (c.isalnum() and c.isprintable()) or c in "-_." else "_" for c in path.stem)
+        stem = stem.lstrip(".")[:MAX_STEM] or "image"
         seen[stem] = seen.get(stem, 0) + 1
         stems.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
     return stems
@@ -102,11 +145,16 @@ def _write_one(image_path: Path, stem: str, results: list[dict], out: Path, sett
     from emosem.visualization import save_overlays
 
     size = results[0]["mask"].size
-    pngs = save_overlays(str(image_path), results, out, stem=stem, with_grid=grid)
+    try:
+        pngs = save_overlays(str(image_path), results, out, stem=stem, with_grid=grid)
+    except OSError as err:
+        reason = "no space left on the device" if err.errno == errno.ENOSPC else (err.strerror or str(err))
+        target = err.filename or str(out)
+        raise OutputWriteError(err.errno, f"{target}: cannot write the output file ({reason})", str(target)) from err
     rows = []
     for r in results:
         mask_path = out / f"{stem}_{r['emotion']}_mask.png"
-        r["mask"].save(mask_path, format="PNG")
+        _write_atomic(mask_path, lambda f, mask=r["mask"]: mask.save(f, format="PNG"))
         pngs.append(mask_path)
         rows.append(
             {
@@ -126,7 +174,8 @@ def _write_one(image_path: Path, stem: str, results: list[dict], out: Path, sett
         "results": rows,
     }
     json_path = out / f"{stem}.json"
-    json_path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    text = json.dumps(record, indent=2, ensure_ascii=False) + "\n"
+    _write_atomic(json_path, lambda f: f.write(text.encode("utf-8")))
     return json_path, pngs
 
 

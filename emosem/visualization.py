@@ -206,8 +206,25 @@ def grid(
     return sheet
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "image"
+def _safe(name: str, max_length: int = 100) -> str:
+    """A file-name-safe stem: letters, digits, `-`, `_`, `.` (no leading dot), at most `max_length` characters."""
+    safe = "".join(c if (c.isalnum() and c.isprintable()) or c in "-_." else "_" for c in name)
+    return safe.lstrip(".")[:max_length] or "image"
+
+
+def _save_png(picture: Image.Image, path: Path) -> None:
+    """Save as PNG through a temporary file and a rename: never a partial PNG under `path`. Errors (a full
+    disk...) are re-raised as OSError with `filename=path`."""
+    tmp = path.with_name(f".{path.name[:50]}.{os.getpid()}.tmp")
+    try:
+        picture.save(tmp, format="PNG")
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise OSError(err.errno, f"{path}: cannot write ({err.strerror or err})", str(path)) from err
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def save_overlays(
@@ -226,10 +243,10 @@ def save_overlays(
     paths = []
     for result in results:
         path = out / f"{_safe(stem)}_{_safe(str(result['emotion']))}.png"
-        overlay(art, result, **overlay_kwargs).save(path, format="PNG")
+        _save_png(overlay(art, result, **overlay_kwargs), path)
         paths.append(path)
     if with_grid and len(results) > 1:
         path = out / f"{_safe(stem)}_grid.png"
-        grid(art, results, **overlay_kwargs).save(path, format="PNG")
+        _save_png(grid(art, results, **overlay_kwargs), path)
         paths.append(path)
     return paths
