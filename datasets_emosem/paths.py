@@ -21,6 +21,10 @@ from pathlib import Path
 __all__ = ["UnsafeNameError", "check_name", "safe_join", "NameResolver"]
 
 
+# Longest file/folder name (in bytes, UTF-8) that POSIX file systems accept.
+MAX_NAME_BYTES = 255
+
+
 class UnsafeNameError(ValueError):
     """A name read from a data file would escape its root directory."""
 
@@ -28,7 +32,8 @@ class UnsafeNameError(ValueError):
 def check_name(name: str, *, what: str = "name") -> str:
     """Return ``name`` if it is a single, safe path component; raise :class:`UnsafeNameError` otherwise.
 
-    Rejected: empty names, ``.``/``..``, absolute paths, path separators (``/`` and ``\\``), NUL bytes.
+    Rejected: empty names, ``.``/``..``, absolute paths, path separators (``/`` and ``\\``), NUL bytes,
+    names longer than :data:`MAX_NAME_BYTES` bytes (the file-system limit) or not encodable as a file name.
     Separators are rejected because ArtEmis and APOLO names are flat: a painting is one file name,
     a style is one folder name.
     """
@@ -41,6 +46,14 @@ def check_name(name: str, *, what: str = "name") -> str:
     if "/" in name or "\\" in name or os.path.isabs(name):
         raise UnsafeNameError(
             f"{what} {name!r} contains a path separator or is absolute; expected a single file/folder name"
+        )
+    try:
+        encoded = os.fsencode(name)
+    except UnicodeError:
+        raise UnsafeNameError(f"{what} {name!r} cannot be encoded as a file name") from None
+    if len(encoded) > MAX_NAME_BYTES:
+        raise UnsafeNameError(
+            f"{what} {name[:60]!r}... is {len(encoded)} bytes long; file names are limited to {MAX_NAME_BYTES} bytes"
         )
     return name
 
