@@ -60,7 +60,10 @@ def read_artemis_csv(csv_path: str | os.PathLike) -> pd.DataFrame:
     if not os.path.isfile(csv_path):
         raise FileNotFoundError(f"ArtEmis CSV not found: {csv_path}")
     # keep_default_na=False: an utterance that reads "NA" or "None" is text, not a missing value.
-    df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    try:
+        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{csv_path}: not a UTF-8 text file ({e})") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(
