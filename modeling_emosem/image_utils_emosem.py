@@ -123,5 +123,5 @@ def _load_image(image: Any, name: str | None = None) -> Image.Image:
     if hasattr(image, "detach") and hasattr(image, "numpy"):  # torch tensor, without importing torch here
         image = image.detach().cpu().numpy()
     if isinstance(image, np.ndarray):
-        return _array_to_pil(image, label)
+        return to_rgb(_array_to_pil(image, label))  # RGBA is composited on white, L -> RGB
     raise TypeError(f"{label}: expected a path, a PIL image or a numpy array")
