@@ -204,14 +204,12 @@ def bench_inference(pipe, images, device, args, amp: bool) -> dict:
     (out["one"], out["one_runs"]), (out["all8"], out["all8_runs"]) = res["one"], res["all8"]
     out["ratio"] = out["all8"] / out["one"]
 
-    # (d) images/s vs batch size (single emotion).
+    # (d) images/s vs batch size (single emotion), batch sizes alternating run by run. Everything is warm by now;
+    # on CUDA one warm-up run per new batch shape.
+    res = timed_interleaved({bs: one(["awe"], images[:bs], bs) for bs in args.batch_sizes}, device, args.repeats,
+                            1 if device.type == "cuda" else 0)
     out["batches"] = {}
-    for bs in args.batch_sizes:
-        if bs == 1:
-            sec, runs = out["one"], out["one_runs"]
-        else:
-            # Everything is warm by now; a warm-up run only for the new batch shape on CUDA.
-            sec, runs = timed(one(["awe"], images[:bs], bs), device, args.repeats, 1 if device.type == "cuda" else 0)
+    for bs, (sec, runs) in res.items():
         out["batches"][bs] = {"seconds": sec, "images_per_s": bs / sec, "runs": runs}
         print(f"  batch {bs}: {bs / sec:.3f} images/s", flush=True)
     return out
@@ -332,7 +330,7 @@ def bench_gpu(model, pipe, images, device, args) -> dict:
 
 
 # --------------------------------------------------------------------------- report
-def write_results(path, machine, args, load_start, load_end, inf, pre_s, train, gpu, wall, sam_gflop) -> str:
+def write_results(path, machine, args, device, load_start, load_end, inf, pre_s, train, gpu, wall, sam_gflop) -> str:
     lines = [
         "# EmoSEM benchmark results",
         "",
@@ -349,6 +347,10 @@ def write_results(path, machine, args, load_start, load_end, inf, pre_s, train, 
         "",
         f"Command: `python benchmarks/benchmark.py {' '.join(sys.argv[1:])}`".rstrip() + "",
         "",
+        *([f"torch runs {torch.get_num_threads()} CPU thread(s) (`--threads`) on {os.cpu_count()} logical cores: on a "
+           "machine shared with other jobs, every parallel op waits for all its threads to be scheduled, which "
+           "multiplies small-op latency (generation) far more than it saves on large ones.", ""]
+          if args.threads and device.type == "cpu" and args.threads < (os.cpu_count() or 1) else []),
         f"Timings are medians of {args.repeats} runs after {args.warmup} warm-up run(s) (training from pixels: "
         f"{args.train_repeats} runs after {args.train_warmup} (the encoders are warm from the cache build); from the "
         f"cache: {max(args.repeats, 5)} after {max(args.warmup, 2)}). The figures compared in a ratio are measured "
@@ -397,9 +399,12 @@ def write_results(path, machine, args, load_start, load_end, inf, pre_s, train, 
         "",
         "## (d) Throughput against batch size (1 emotion per image)",
         "",
-        "| batch size | images / s | seconds per batch |",
-        "|---|---|---|",
-        *[f"| {bs} | {v['images_per_s']:.3f} | {v['seconds']:.2f} |" for bs, v in inf["batches"].items()],
+        "Batch sizes measured alternately, run by run.",
+        "",
+        "| batch size | images / s | seconds per batch | runs (s) |",
+        "|---|---|---|---|",
+        *[f"| {bs} | {v['images_per_s']:.3f} | {v['seconds']:.2f} | {', '.join(f'{t:.2f}' for t in v['runs'])} |"
+          for bs, v in inf["batches"].items()],
         "",
         "## (e) GPU",
         "",
@@ -414,8 +419,8 @@ def write_results(path, machine, args, load_start, load_end, inf, pre_s, train, 
             f"{PAPER_FPS} FPS on an RTX 4090; target on an H100: at least 60 images/s) and the SAM encoder's "
             "achieved TFLOP/s.",
             f"For reference, one SAM ViT-B encoder pass at 1024 px is {sam_gflop:.0f} GFLOP (FlopCounterMode); on this "
-            f"CPU the full 1-emotion pipeline takes {inf['one']:.1f} s per image, i.e. at most "
-            f"{sam_gflop / inf['one']:.0f} GFLOP/s reach the encoder.",
+            f"CPU, building the cache (SAM + CLIP) takes {train['cache_build_s_per_image']:.1f} s per image, i.e. the "
+            f"SAM encoder achieves at least {sam_gflop / train['cache_build_s_per_image']:.0f} GFLOP/s.",
         ]
     else:
         best = gpu["best_batch"]
@@ -490,7 +495,7 @@ def main(argv=None):
         print("(e) GPU ...", flush=True)
         gpu_out = bench_gpu(model, pipe, images, device, args)
     sam_gflop = sam_flops(model.config) / 1e9
-    text = write_results(args.out, machine, args, load_start, load_average(), inf, pre_s, train, gpu_out,
+    text = write_results(args.out, machine, args, device, load_start, load_average(), inf, pre_s, train, gpu_out,
                          time.perf_counter() - wall, sam_gflop)
     print(text)
 
