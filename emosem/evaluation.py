@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ from tqdm.auto import tqdm
 
 from modeling_emosem.configuration_emosem import EMOTIONS
 
+from .atomic_io import write_atomic
 from .metrics_utils import PAPER_TABLE1_EMOSEM, TABLE1_COLUMNS, compute_table1, format_table1_markdown, load_metric_module
 
 
@@ -199,18 +201,21 @@ def write_evaluation(out_dir: str, predictions: Sequence[Prediction], metrics: d
     os.makedirs(out_dir, exist_ok=True)
     paths = {k: os.path.join(out_dir, v) for k, v in
              {"predictions": "predictions.jsonl", "saliency": "saliency.npz", "metrics": "metrics.json", "table": "table.md"}.items()}
-    with open(paths["predictions"], "w", encoding="utf-8") as f:
-        for i, p in enumerate(predictions):
-            record = {"index": i, "painting": p.painting, "emotion": p.emotion, "target_emotion": p.target_emotion,
-                      "explanation": p.explanation, "iou": getattr(p, "iou", None)}
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    # Every file goes to a temporary name and is renamed into place: a full disk or a crash never
+    # leaves a truncated metrics.json that looks complete.
+    lines = []
+    for i, p in enumerate(predictions):
+        record = {"index": i, "painting": p.painting, "emotion": p.emotion, "target_emotion": p.target_emotion,
+                  "explanation": p.explanation, "iou": getattr(p, "iou", None)}
+        lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+    write_atomic(Path(paths["predictions"]), lambda f: f.write("".join(lines).encode("utf-8")))
     # float16 keeps the maps small; keys are row indices (painting names may repeat across emotions).
-    np.savez_compressed(paths["saliency"], **{f"{i:06d}": p.saliency.astype(np.float16) for i, p in enumerate(predictions)})
-    with open(paths["metrics"], "w", encoding="utf-8") as f:
-        json.dump(metrics, f, indent=2, default=str)
+    maps = {f"{i:06d}": p.saliency.astype(np.float16) for i, p in enumerate(predictions)}
+    write_atomic(Path(paths["saliency"]), lambda f: np.savez_compressed(f, **maps))
+    text = json.dumps(metrics, indent=2, default=str)
+    write_atomic(Path(paths["metrics"]), lambda f: f.write(text.encode("utf-8")))
     table = format_table1_markdown({name: table1_row(metrics), "EmoSEM (paper, APOLO test)": PAPER_TABLE1_EMOSEM})
-    with open(paths["table"], "w", encoding="utf-8") as f:
-        f.write(table + "\n")
+    write_atomic(Path(paths["table"]), lambda f: f.write((table + "\n").encode("utf-8")))
     if overlays:
         from .visualization import overlay
 

@@ -30,6 +30,8 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .atomic_io import OutputWriteError, write_atomic  # noqa: F401  (OutputWriteError: part of this API)
 from typing import Any
 
 import numpy as np
@@ -39,35 +41,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".
 MAX_STEM = 100
 
 
-class OutputWriteError(OSError):
-    """An output file could not be written (full disk, read-only folder, ...); `filename` is the file."""
 
 
-def _write_atomic(path: Path, write) -> None:
-    """`write(file_object)` into a temporary file next to `path`, fsync, rename to `path`. On failure the temporary
-    file is removed and `OutputWriteError` names `path` (and says so when the disk is full)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:50]}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        if isinstance(err, OutputWriteError):
-            raise
-        reason = "no space left on the device" if err.errno == errno.ENOSPC else (err.strerror or str(err))
-        raise OutputWriteError(err.errno, f"{path}: cannot write the output file ({reason})", str(path)) from err
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def load_pipeline(model: str | os.PathLike, device: str | int | None = None, **pipeline_kwargs):
@@ -154,7 +129,7 @@ def _write_one(image_path: Path, stem: str, results: list[dict], out: Path, sett
     rows = []
     for r in results:
         mask_path = out / f"{stem}_{r['emotion']}_mask.png"
-        _write_atomic(mask_path, lambda f, mask=r["mask"]: mask.save(f, format="PNG"))
+        write_atomic(mask_path, lambda f, mask=r["mask"]: mask.save(f, format="PNG"))
         pngs.append(mask_path)
         rows.append(
             {
@@ -175,7 +150,7 @@ def _write_one(image_path: Path, stem: str, results: list[dict], out: Path, sett
     }
     json_path = out / f"{stem}.json"
     text = json.dumps(record, indent=2, ensure_ascii=False) + "\n"
-    _write_atomic(json_path, lambda f: f.write(text.encode("utf-8")))
+    write_atomic(json_path, lambda f: f.write(text.encode("utf-8")))
     return json_path, pngs
 
 

@@ -80,3 +80,22 @@ def test_evaluate_script_writes_everything(tmp_path, saved_model):
     assert columns == ["Bbox P@25", "Bbox P@50", "Seg P@25", "Seg P@50", "EA", "B1", "B2", "B3", "B4", "M", "R", "CS"]
     assert len(list((out / "overlays").glob("*.png"))) == 2
     assert "Seg P@50" in result.stdout
+
+
+def test_full_disk_while_writing_predictions_is_reported_and_leaves_no_partial_file(tmp_path, monkeypatch):
+    import errno
+
+    from emosem.atomic_io import OutputWriteError
+
+    gt = np.ones((4, 4), bool)
+    preds = [Prediction("a", "awe", "awe", "the moon", gt.astype(np.float32), gt, ["the moon"])]
+    metrics = score_predictions(preds, text_metrics=False)
+
+    def full_disk_savez(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez_compressed", full_disk_savez)
+    with pytest.raises(OutputWriteError, match=r"saliency.npz: cannot write the output file \(no space left on the device\)"):
+        write_evaluation(str(tmp_path), preds, metrics)
+    assert not (tmp_path / "saliency.npz").exists() and not (tmp_path / "metrics.json").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

@@ -107,3 +107,19 @@ def test_trained_folder_loads_as_a_pipeline_in_a_fresh_process(tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith("ok transformers_modules")
+
+
+def test_trained_folder_has_checksums_and_a_flipped_byte_is_caught(tmp_path):
+    from emosem.integrity import CorruptFileError, verify_checksums
+
+    train(tiny_run(tmp_path))
+    out = tmp_path / "run"
+    listed = json.loads((out / "checksums.json").read_text())["files"]
+    assert "model.safetensors" in listed and not any("/" in name for name in listed)
+    assert verify_checksums(out) == len(listed)
+    weights = out / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-10] ^= 0x01  # inside the tensor data, where safetensors itself would not notice
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError, match="model.safetensors"):
+        verify_checksums(out)
