@@ -157,8 +157,21 @@ def dataset_layout(dataset) -> tuple[dict, list[int], list[dict]]:
     return identity, row_to_slot, slots
 
 
+def check_cacheable(model) -> None:
+    """The cache stores SAM embeddings and CLIP features of the GPT-2 explainer's cross-attention; the
+    variants read other image features (SCAbase: none, EmoSEM-LLaVA: LLaVA's own vision tower)."""
+    cfg = model.config
+    if getattr(cfg, "explainer", "gpt2") != "gpt2" or getattr(cfg, "bridge", "prefix_adapter") != "prefix_adapter":
+        raise ValueError(
+            f"feature_cache: supported for EmoSEM with explainer='gpt2' and bridge='prefix_adapter' only; this model "
+            f"has explainer={cfg.explainer!r}, bridge={cfg.bridge!r}. Train or evaluate it from pixels."
+        )
+
+
 def check_frozen_encoders(model) -> None:
-    """Training from cached features is exact only when neither image encoder is trained."""
+    """Training from cached features is exact only when neither image encoder is trained (and the model is
+    one whose image features the cache holds)."""
+    check_cacheable(model)
     trained = [name for name in ("image_encoder", "clip") if name in model.config.trainable_modules]
     if trained:
         raise ValueError(
@@ -272,6 +285,7 @@ def resolve_cache_dir(path: str | os.PathLike, role: str) -> str | None:
 
 def open_feature_cache(path, model, processor, dataset=None, role: str = "train") -> FeatureCache:
     """Open and verify the cache at `path` (or `path/<role>`)."""
+    check_cacheable(model)
     resolved = resolve_cache_dir(path, role)
     if resolved is None:
         raise FileNotFoundError(
@@ -323,6 +337,7 @@ def build_feature_cache(
     """
     from datasets_emosem.images import open_rgb
 
+    check_cacheable(model)
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
     out_dir = os.fspath(out_dir)

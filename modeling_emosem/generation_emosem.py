@@ -48,7 +48,7 @@ def _choose(
     return torch.stack([torch.multinomial(p, 1, generator=g).squeeze(-1) for p, g in zip(probs, generators)])
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def decode_explanations(
     language_model: nn.Module,
     prefix_embeds: torch.Tensor,

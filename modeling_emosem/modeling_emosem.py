@@ -568,7 +568,7 @@ class EmoSEMModel(EmoSEMPreTrainedModel):
             out.loss = torch.stack(losses).sum()
         return out
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def segment_and_explain(
         self,
         emotion_ids: torch.Tensor,

@@ -202,3 +202,14 @@ def test_evaluation_from_the_cache_matches_pixels(tmp_path):
         evaluate_main(["--model", str(model_dir), "--dataset", "synthetic", "--synthetic-n", "40", "--synthetic-image-size",
                        "64", "--greedy", "--no-text-metrics", "--out", str(tmp_path / "x"),
                        "--feature-cache", str(tmp_path / "cache")])
+
+
+def test_variants_without_clip_cross_attention_are_refused(tmp_path):
+    from modeling_emosem import EmoSEMConfig, EmoSEMModel
+
+    from emosem.feature_cache import build_feature_cache
+
+    model = EmoSEMModel(EmoSEMConfig.from_preset("sca-tiny"))
+    rows = make_synthetic_artworks(6, seed=0, image_size=64)["train"]
+    with pytest.raises(ValueError, match="feature_cache: supported for EmoSEM with explainer='gpt2' and bridge='prefix_adapter' only"):
+        build_feature_cache(model, tiny_processor(), rows, tmp_path / "cache", progress=False)
