@@ -58,7 +58,6 @@ def _free_port() -> int:
 
 
 def test_web_demo_serves_20_concurrent_requests_on_loopback(pipe, tmp_path, monkeypatch):
-    pytest.importorskip("gradio_client")
     from gradio_client import Client, handle_file
 
     from emosem.app import build_demo
